@@ -1,0 +1,150 @@
+"""JSON Schema checks and validators, safe to run on untrusted schemas.
+
+- Only Draft 2020-12; a schema is checked against the metaschema before use.
+- `$ref` resolves to the schema itself or to files inside the project, never to the network
+  (jsonschema would otherwise fetch remote refs) and never outside the project.
+- `pattern` runs on the `regex` engine with a time limit, so a pathological pattern cannot hang
+  a run; validators are built once per schema and cached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+PATTERN_TIMEOUT_S = 0.1
+
+
+def refs(schema: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Every `$ref` in a schema with its path."""
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            if k == "$ref" and isinstance(v, str):
+                yield path + (k,), v
+            else:
+                yield from refs(v, path + (k,))
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            yield from refs(v, path + (i,))
+
+
+def patterns(schema: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            if k == "pattern" and isinstance(v, str):
+                yield path + (k,), v
+            elif k == "patternProperties" and isinstance(v, dict):
+                for pk, pv in v.items():
+                    yield path + (k, pk), pk
+                    yield from patterns(pv, path + (k, pk))
+            else:
+                yield from patterns(v, path + (k,))
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            yield from patterns(v, path + (i,))
+
+
+def ref_problem(ref: str, base: Path, root: Path) -> str | None:
+    """Why a `$ref` may not be followed, or None when it is local."""
+    if ref.startswith("#"):
+        return None
+    if "://" in ref or ref.startswith(("file:", "urn:", "//")):
+        return f"`$ref` to `{ref}` would leave the project: only `#...` and relative files"
+    target = (base / ref.split("#", 1)[0]).resolve()
+    try:
+        target.relative_to(root.resolve())
+    except ValueError:
+        return f"`$ref` to `{ref}` points outside the project folder"
+    if not target.is_file():
+        return f"`$ref` to `{ref}`: no such file"
+    return None
+
+
+def check_schema(schema: Any) -> list[tuple[tuple, str]]:
+    """Metaschema problems of a Draft 2020-12 schema, as (path in schema, message)."""
+    from jsonschema import Draft202012Validator
+
+    from llmspec.errors import did_you_mean
+
+    validator = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    out = []
+    for err in sorted(validator.iter_errors(schema), key=lambda e: [str(p) for p in e.path]):
+        path = tuple(err.path)
+        message = err.message
+        if path and path[-1] == "type" and isinstance(err.instance, str):
+            hint = did_you_mean(err.instance, JSON_TYPES)
+            message = f"`{err.instance}` is not a JSON Schema type" + (f" ({hint})" if hint else "")
+        out.append((path, message))
+    return out
+
+
+JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+
+
+def _safe_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    import regex
+    from jsonschema.exceptions import ValidationError
+
+    if not isinstance(instance, str):
+        return
+    try:
+        found = regex.search(pattern, instance, timeout=PATTERN_TIMEOUT_S)
+    except TimeoutError:
+        yield ValidationError(f"pattern {pattern!r} took too long on {instance[:40]!r}")
+        return
+    if not found:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _local_registry(root: Path) -> Any:
+    from referencing import Registry, Resource
+    from referencing.exceptions import NoSuchResource
+
+    def retrieve(uri: str) -> Any:
+        path = Path(uri.removeprefix("file://")) if uri.startswith("file://") else None
+        if path is None:
+            raise NoSuchResource(ref=uri)
+        target = path.resolve()
+        try:
+            target.relative_to(root.resolve())
+        except ValueError:
+            raise NoSuchResource(ref=uri) from None
+        text = target.read_text(encoding="utf-8")
+        if target.suffix in (".yaml", ".yml"):
+            from llmspec.load import load_text
+
+            contents = load_text(text, str(target)).data
+        else:
+            contents = json.loads(text)
+        return Resource.from_contents(contents, default_specification=_draft())
+
+    return Registry(retrieve=retrieve)
+
+
+def _draft() -> Any:
+    from referencing.jsonschema import DRAFT202012
+
+    return DRAFT202012
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str, root: str) -> Any:
+    from jsonschema import Draft202012Validator, validators
+
+    cls = validators.extend(Draft202012Validator, {"pattern": _safe_pattern})
+    schema = json.loads(schema_json)
+    root_path = Path(root)
+    schema.setdefault("$id", (root_path / "__schema__.json").resolve().as_uri())
+    return cls(schema, registry=_local_registry(root_path))
+
+
+def validator_for(schema: dict[str, Any], root: Path | str = ".") -> Any:
+    """A cached validator for a schema whose file refs resolve under `root`."""
+    return _validator(json.dumps(schema, sort_keys=True), str(Path(root).resolve()))
+
+
+def validation_errors(schema: dict[str, Any], instance: Any, root: Path | str = ".") -> list[str]:
+    return [e.message for e in validator_for(schema, root).iter_errors(instance)]

@@ -1,0 +1,267 @@
+"""The spec language: frozen pydantic models for everything a user writes in YAML.
+
+`schemas/llmspec.schema.json` is generated from `Project` (`llmspec schema`); a test fails when
+the two drift apart. Scalars are strict (no `"yes"` -> `True`, no `1.10` -> `"1.10"`), so YAML
+surprises become errors with a hint instead of silently different values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+
+Str = Annotated[str, Strict()]
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Name = Annotated[
+    str,
+    Strict(),
+    StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"),
+]
+"""A name of something declared in the project: a letter, then letters, digits, `_` or `-`."""
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Params(Spec):
+    """Decoding parameters; every one of them is part of a generation's content key."""
+
+    temperature: Float = Field(0.0, ge=0, le=2, description="0 decodes greedily")
+    top_p: Float = Field(1.0, gt=0, le=1)
+    max_tokens: Int = Field(256, ge=1, le=131072)
+    seed: Int = Field(0, ge=0, description="seed for sampling; same seed, same outputs")
+    stop: tuple[Str, ...] = Field((), description="strings that end a generation")
+
+
+class TransformersModel(Spec):
+    """A local model run with transformers; constraints are enforced token by token."""
+
+    provider: Literal["transformers"]
+    path: Str | None = Field(None, description="folder saved with save_pretrained")
+    model: Str | None = Field(
+        None, description="a Hugging Face model id already in the local cache (never downloaded)"
+    )
+    revision: Str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    params: Params = Params()
+    gpus: Float = Field(0, ge=0, description="GPUs per replica (Ray num_gpus)")
+    cpus: Float = Field(1, gt=0, description="CPUs per replica (Ray num_cpus)")
+    replicas: Int = Field(1, ge=1, le=1024)
+    batch_size: Int = Field(16, ge=1, le=4096, description="rows decoded together")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TransformersModel:
+        if (self.path is None) == (self.model is None):
+            raise ValueError("give exactly one of `path` (a local folder) or `model` (a hub id)")
+        return self
+
+
+class OpenAIModel(Spec):
+    """Any OpenAI-compatible server: vLLM, llama.cpp server, Ollama, OpenAI."""
+
+    provider: Literal["openai"]
+    base_url: Str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: Str
+    api_key: Str | None = Field(None, description="only as a reference: ${env:NAME}")
+    params: Params = Params()
+    concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per model")
+    timeout_s: Float = Field(60, gt=0)
+    max_retries: Int = Field(4, ge=0, le=20)
+
+
+class EchoModel(Spec):
+    """Returns the rendered prompt: inspect prompts without calling a model."""
+
+    provider: Literal["echo"]
+    params: Params = Params()
+
+
+class LlamaCppModel(Spec):
+    """A GGUF file run with llama-cpp-python through guidance."""
+
+    provider: Literal["llamacpp"]
+    path: Str = Field(description="a .gguf file")
+    n_ctx: Int = Field(4096, ge=128)
+    params: Params = Params()
+    gpus: Float = Field(0, ge=0)
+    cpus: Float = Field(1, gt=0)
+    replicas: Int = Field(1, ge=1, le=1024)
+
+
+Model = Annotated[
+    TransformersModel | OpenAIModel | EchoModel | LlamaCppModel,
+    Field(discriminator="provider"),
+]
+PROVIDERS = ("transformers", "openai", "echo", "llamacpp")
+TARGET_KINDS = ("export", "http")
+
+
+class Output(Spec):
+    """The constraint a generation must satisfy: one of a schema, a regex or a list of choices."""
+
+    schema_: Name | None = Field(None, alias="schema", description="a name under `schemas`")
+    regex: Str | None = None
+    choice: tuple[Str, ...] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Output:
+        given = [k for k in ("schema_", "regex", "choice") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `schema`, `regex` or `choice`")
+        return self
+
+
+class Prompt(Spec):
+    """A system message and a jinja2 template rendered per dataset row, in a sandbox."""
+
+    description: Str | None = None
+    system: Str | None = None
+    template: Str
+    output: Output | None = None
+
+
+class Source(Spec):
+    """Where a knowledge source's documents come from: files, or a column of a dataset."""
+
+    path: Str | None = Field(None, description="a folder or file, relative to the project")
+    include: tuple[Str, ...] = ("**/*.md", "**/*.txt")
+    exclude: tuple[Str, ...] = ()
+    dataset: Name | None = None
+    column: Str = "text"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Source:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of `path` or `dataset`")
+        return self
+
+
+class Chunk(Spec):
+    size: Int = Field(400, ge=16, le=100_000, description="characters per chunk")
+    overlap: Int = Field(50, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> Chunk:
+        if self.overlap >= self.size:
+            raise ValueError("`overlap` must be smaller than `size`")
+        return self
+
+
+class Knowledge(Spec):
+    """A RAG source: documents chunked, embedded and retrieved top_k at a time."""
+
+    source: Source
+    chunk: Chunk = Chunk()
+    embed: Str = Field("minilm", description="an embedding model: `minilm` or a local folder")
+    top_k: Int = Field(3, ge=1, le=100)
+
+
+TESTGEN_KINDS = ("simple", "complex", "distracting", "multi_hop", "adversarial")
+
+
+class Generate(Spec):
+    """Derive a test set from a knowledge source with a model."""
+
+    from_: Name = Field(alias="from", description="a name under `knowledge`")
+    model: Name
+    kinds: tuple[Literal[TESTGEN_KINDS], ...] = ("simple",)  # type: ignore[valid-type]
+    count: Int = Field(10, ge=1, le=100_000)
+    seed: Int = Field(0, ge=0)
+
+
+class Dataset(Spec):
+    """Rows to run prompts over: a JSONL, CSV or JSON file, or generated from knowledge."""
+
+    path: Str | None = None
+    format: Literal["jsonl", "csv", "json"] | None = None
+    generate: Generate | None = None
+    expected: Str = Field("expected", description="the column holding the reference answer")
+    shard_rows: Int = Field(256, ge=1, le=1_000_000, description="rows per generate job")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Dataset:
+        if (self.path is None) == (self.generate is None):
+            raise ValueError("give exactly one of `path` or `generate`")
+        if self.format is not None and self.path is None:
+            raise ValueError("`format` applies to a `path` dataset only")
+        return self
+
+
+class Suite(Spec):
+    """A test suite: a prompt over a dataset for each model, scored, then gated."""
+
+    description: Str | None = None
+    prompt: Name
+    models: tuple[Name, ...] = Field(min_length=1)
+    dataset: Name
+    retrieve: Name | None = Field(None, description="a knowledge source to retrieve context from")
+    repeats: Int = Field(1, ge=1, le=100)
+    metrics: tuple[Str, ...] = Field(min_length=1)
+    gates: tuple[Str, ...] = Field((), description='e.g. "rouge_l >= 0.35"')
+
+
+class ExportTarget(Spec):
+    kind: Literal["export"]
+    path: Str = Field(description="where the deployment manifest is written")
+
+
+class HttpTarget(Spec):
+    kind: Literal["http"]
+    url: Str
+    token: Str | None = Field(None, description="only as a reference: ${env:NAME}")
+
+
+Target = Annotated[ExportTarget | HttpTarget, Field(discriminator="kind")]
+
+
+class Deployment(Spec):
+    """A model and prompt that ship once the suites they require pass."""
+
+    model: Name
+    prompt: Name
+    requires: tuple[Name, ...] = Field((), description="suites that must pass first")
+    after: tuple[Name, ...] = Field((), description="deployments that must happen first")
+    target: Target | None = None
+
+
+class Project(Spec):
+    """A whole llmspec project: every `*.yaml` file of a folder merged into one."""
+
+    model_config = ConfigDict(title="llmspec project", extra="forbid", frozen=True)
+
+    version: Literal[1]
+    name: Name
+    description: Str | None = None
+    models: dict[Name, Model] = {}
+    schemas: dict[Name, dict[str, Any]] = Field(
+        {}, description="JSON Schemas (Draft 2020-12), inline or as {file: path}"
+    )
+    prompts: dict[Name, Prompt] = {}
+    knowledge: dict[Name, Knowledge] = {}
+    datasets: dict[Name, Dataset] = {}
+    suites: dict[Name, Suite] = {}
+    deployments: dict[Name, Deployment] = {}
+
+
+SECTIONS = ("models", "schemas", "prompts", "knowledge", "datasets", "suites", "deployments")
+SINGULAR = {
+    "models": "model",
+    "schemas": "schema",
+    "prompts": "prompt",
+    "knowledge": "knowledge source",
+    "datasets": "dataset",
+    "suites": "suite",
+    "deployments": "deployment",
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec language, as committed in schemas/llmspec.schema.json."""
+    schema = Project.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://llmspec.dev/schemas/llmspec.schema.json"
+    return schema

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from llmspec import __version__
+from llmspec.cli import main
+from llmspec.spec import json_schema
+from tests.conftest import REPO
+
+HEAVY = ("ray", "torch", "transformers", "guidance", "sentence_transformers")
+
+
+def test_committed_json_schema_matches_the_models() -> None:
+    committed = json.loads((REPO / "schemas" / "llmspec.schema.json").read_text())
+    assert committed == json_schema(), (
+        "regenerate: llmspec schema --out schemas/llmspec.schema.json"
+    )
+
+
+def test_schema_command_prints_the_schema() -> None:
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["title"] == "llmspec project"
+
+
+def test_example_specs_point_editors_at_the_schema() -> None:
+    for spec in sorted((REPO / "specs").glob("*.yaml")):
+        first = spec.read_text().splitlines()[0]
+        assert first == "# yaml-language-server: $schema=../schemas/llmspec.schema.json", spec
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["--version"]).output.strip() == f"llmspec, version {__version__}"
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0 and "validate" in top.output and "Examples:" in top.output
+    for cmd in ("validate", "schema", "tiny-model"):
+        sub = runner.invoke(main, [cmd, "--help"])
+        assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
+
+
+def _run_fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
+    )
+
+
+def test_validate_and_schema_import_no_heavy_library() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from llmspec.cli import main\n"
+        "r = CliRunner()\n"
+        "r.invoke(main, ['--help'])\n"
+        "r.invoke(main, ['schema'])\n"
+        "r.invoke(main, ['validate', 'tests/golden/diagnostics/unknown_reference'])\n"
+        "r.invoke(main, ['validate', 'specs'])\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+    )
+    out = _run_fresh(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_bad_path_is_a_diagnostic_not_a_traceback() -> None:
+    result = CliRunner().invoke(main, ["validate", "/nonexistent/place"])
+    assert result.exit_code == 1
+    assert "error[E008]" in result.stderr and "Traceback" not in result.output
+
+
+def test_example_project_is_valid(example_project, monkeypatch) -> None:
+    monkeypatch.chdir(example_project.parent)
+    result = CliRunner().invoke(main, ["validate", "specs"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("support-bot: valid (3 files)")
+    assert "suite       quality  qa x base, preview on golden" in result.stdout
