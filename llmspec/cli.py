@@ -220,5 +220,306 @@ def tiny_model(out: str, arch: str, seed: int, layers: int, hidden: int) -> None
     click.echo(f"tiny {arch} model ({layers} layers, {hidden} wide, seed {seed}) in {path}")
 
 
+def _compile(path: str) -> tuple[Any, Any, Any]:
+    """Load, resolve and compile; the hash cache keeps weight hashing to once per file."""
+    from llmspec.compile import compile_project
+    from llmspec.hashing import HashCache
+    from llmspec.project import load_project
+    from llmspec.store import Store
+
+    resolved = load_project(path)
+    store = Store(resolved.root)
+    cache = HashCache(store.cache_path("hashes.json"))
+    graph = compile_project(resolved, cache)
+    try:
+        cache.save()
+    except OSError:
+        pass  # a read-only checkout still plans; it only hashes again next time
+    return resolved, graph, store
+
+
+def _make_plan(graph: Any, store: Any) -> Any:
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import make_plan
+
+    root = graph.resolved.root
+    return make_plan(graph, read_lock(root), store.keys(), lock_digest(root))
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="json: a schema-checked document; markdown: a PR comment.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for `apply`.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.",
+)
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Fail (exit 1) when llmspec.lock is out of date with the spec (for CI).",
+)
+@_handle_errors
+def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool) -> None:
+    """Show what apply would run, and why.
+
+    Each job is marked `+` new, `~` must re-run (with the inputs that changed), `-` no longer
+    in the spec, or `*` result missing from this machine's .llmspec/ store.
+
+    \b
+    Examples:
+      llmspec plan specs/
+      llmspec plan specs/ --format markdown > plan.md
+      llmspec plan specs/ --out plan.json && llmspec apply specs/ --plan plan.json
+      llmspec plan specs/ --locked            # in CI: is the lock current?
+    """
+    from llmspec.fsutil import write_atomic
+    from llmspec.plan import render_markdown, render_text, to_saved
+
+    _, graph, store = _compile(path)
+    the_plan = _make_plan(graph, store)
+    saved = to_saved(the_plan)
+    if out:
+        write_atomic(out, (saved.model_dump_json(indent=2) + "\n").encode())
+    if fmt == "json":
+        click.echo(saved.model_dump_json(indent=2))
+    elif fmt == "markdown":
+        click.echo(render_markdown(the_plan), nl=False)
+    else:
+        click.echo(render_text(the_plan), nl=False)
+    stale = [c for c in the_plan.changes if c.action != "restore"] or the_plan.lock_changes
+    if locked and stale:
+        click.echo(
+            "error: llmspec.lock is out of date with the spec\n"
+            "  = hint: run `llmspec apply` and commit llmspec.lock",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and not the_plan.empty:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Apply exactly this saved plan; refused if the project or lock moved since.",
+)
+@click.option(
+    "--runner",
+    "runner_name",
+    default="inline",
+    show_default=True,
+    help="Where jobs run: `inline` (this process).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@_handle_errors
+def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> None:
+    """Run what the plan says, store each result as it lands, write llmspec.lock.
+
+    A second apply right after does nothing. An interrupted apply (Ctrl-C, a crash) keeps every
+    finished job; the next apply resumes. Exit 0 when everything ran and every gate passed,
+    1 when a job failed, 3 when a suite's gate failed.
+
+    \b
+    Examples:
+      llmspec apply specs/
+      llmspec apply specs/ --plan plan.json
+    """
+    from llmspec.apply import apply_plan, check_saved_plan
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import SavedPlan, render_text
+    from llmspec.runner import make_runner
+    from llmspec.store import RunLock
+
+    _, graph, store = _compile(path)
+    root = graph.resolved.root
+    with RunLock(root).held() as run_lock:
+        if run_lock.previous is not None and not quiet:
+            prev = run_lock.previous
+            click.echo(
+                f"note: a previous apply (pid {prev.pid} on {prev.host}, since "
+                f"{prev.since}) did not finish; resuming",
+                err=True,
+            )
+        the_plan = _make_plan(graph, store)
+        if plan_file:
+            from pydantic import ValidationError
+
+            try:
+                saved = SavedPlan.model_validate_json(open(plan_file, encoding="utf-8").read())
+            except (ValidationError, ValueError):
+                raise LlmspecError.one(
+                    "E082",
+                    "not a plan file written by `llmspec plan --out`",
+                    None,
+                ) from None
+            check_saved_plan(saved, graph, lock_digest(root), plan_file)
+        if not quiet:
+            click.echo(render_text(the_plan), nl=False)
+        runner = make_runner(runner_name)
+        try:
+            report = apply_plan(the_plan, graph, store, runner, _progress(quiet))
+        finally:
+            runner.close()
+    lock = read_lock(root)
+    failing = sorted(name for name, s in (lock.suites.items() if lock else []) if not s.passed)
+    click.echo(_apply_summary(report, failing))
+    if report.interrupted:
+        sys.exit(130)
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+    if failing:
+        sys.exit(3)
+
+
+def _progress(quiet: bool) -> Callable[[str, str, Any], None]:
+    def on_event(kind: str, job_id: str, outcome: Any) -> None:
+        if quiet or kind == "start":
+            return
+        mark = {
+            "done": "ok",
+            "reused": "ok (stored)",
+            "failed": "FAILED",
+            "skipped": "skipped",
+            "blocked": "blocked",
+        }[kind]
+        secs = f" {outcome.seconds:.2f}s" if outcome is not None and kind == "done" else ""
+        line = f"  {job_id}: {mark}{secs}"
+        if outcome is not None and outcome.error:
+            line += f"\n      {outcome.error}"
+        click.echo(line, err=kind in ("failed", "skipped", "blocked"))
+
+    return on_event
+
+
+def _apply_summary(report: Any, failing: list[str]) -> str:
+    parts = [f"{len(report.done)} ran", f"{len(report.reused)} reused"]
+    for name in ("failed", "skipped", "blocked"):
+        n = len(getattr(report, name))
+        if n:
+            parts.append(f"{n} {name}")
+    text = "Apply: " + ", ".join(parts) + "."
+    text += " llmspec.lock updated." if report.lock_written else " llmspec.lock unchanged."
+    if failing:
+        text += f"\nGates failed: {', '.join(failing)}."
+    if report.interrupted:
+        text += "\nInterrupted: finished jobs are kept; run apply again to resume."
+    return text
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+)
+@_handle_errors
+def graph(path: str, fmt: str) -> None:
+    """Print the job graph as Mermaid or Graphviz DOT, marked with the plan's actions.
+
+    \b
+    Examples:
+      llmspec graph specs/                      # paste into a Markdown ```mermaid block
+      llmspec graph specs/ --format dot | dot -Tsvg > graph.svg
+    """
+    from llmspec.graphviz import render_dot, render_mermaid
+
+    _, g, store = _compile(path)
+    actions = {c.job_id: c.symbol for c in _make_plan(g, store).changes}
+    click.echo((render_mermaid if fmt == "mermaid" else render_dot)(g, actions), nl=False)
+
+
+@main.group()
+def lock() -> None:
+    """Read and compare lockfiles."""
+
+
+@lock.command("diff")
+@click.argument("old", required=False, type=click.Path(dir_okay=False))
+@click.argument("new", required=False, type=click.Path(dir_okay=False))
+@click.option("--git", "rev", help="Compare the lock committed at REV with the working copy.")
+@click.option(
+    "--project",
+    default=".",
+    type=click.Path(),
+    help="With --git: the project folder that holds llmspec.lock.",
+)
+@_handle_errors
+def lock_diff(old: str | None, new: str | None, rev: str | None, project: str) -> None:
+    """Explain what changed between two lockfiles: models, prompts, schemas, datasets,
+    packages, and the results and gate verdicts that moved with them.
+
+    \b
+    Examples:
+      llmspec lock diff old.lock llmspec.lock
+      llmspec lock diff --git HEAD~1 --project specs/
+    """
+    from llmspec.lock import LOCK_NAME, parse_lock
+    from llmspec.lockdiff import render_diff
+    from llmspec.project import project_root
+
+    if rev:
+        if old or new:
+            raise click.UsageError("give either two files or --git REV, not both")
+        path = project_root(project) / LOCK_NAME
+        old_text, old_name = _git_show(rev, path), f"{rev}:{path.as_posix()}"
+        new_text, new_name = _read(path), path.as_posix()
+    else:
+        if not (old and new):
+            raise click.UsageError("give two lockfiles, or --git REV")
+        old_text, old_name = _read(old), old
+        new_text, new_name = _read(new), new
+    click.echo(
+        render_diff(
+            parse_lock(old_text, old_name), parse_lock(new_text, new_name), old_name, new_name
+        ),
+        nl=False,
+    )
+
+
+def _read(path: Any) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as e:
+        raise LlmspecError.one("E008", f"cannot read {path}: {e.strerror}") from None
+
+
+def _git_show(rev: str, path: Any) -> str:
+    import subprocess
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=p.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        rel = p.relative_to(Path(top).resolve()).as_posix()
+        return subprocess.run(
+            ["git", "show", f"{rev}:{rel}"], cwd=top, capture_output=True, text=True, check=True
+        ).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        raise LlmspecError.one(
+            "E008",
+            f"cannot read {path} at {rev} from git: {detail.strip()}",
+            hint="is the lock committed at that revision?",
+        ) from None
+
+
 if __name__ == "__main__":
     main()

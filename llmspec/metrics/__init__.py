@@ -16,6 +16,7 @@ class MetricInfo:
     version: int
     needs_reference: bool
     description: str
+    deterministic: bool = True  # False: varies run to run, so it stays out of the lock
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -62,3 +63,11 @@ METRICS: dict[str, MetricInfo] = {
 }
 
 GATE_OPS = (">=", "<=", "==", "!=", ">", "<")
+
+
+def load_metric(name: str):
+    """The function computing a metric: rows -> one value (or None) per row."""
+    import importlib
+
+    module, _, attr = METRICS[name].impl.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,89 @@
+"""Content digests: canonical JSON and files, with a cache so weights are hashed once.
+
+>>> digest({"b": 1, "a": [1.0, "x"]}) == digest({"a": [1.0, "x"], "b": 1})
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from llmspec.fsutil import write_atomic
+
+CHUNK = 1 << 20
+
+
+def canonical(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same value always gives the same text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_enc)
+
+
+def _enc(obj: Any) -> Any:
+    if isinstance(obj, (tuple, set, frozenset)):
+        return sorted(obj) if isinstance(obj, (set, frozenset)) else list(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json", by_alias=True)
+    raise TypeError(f"cannot hash {type(obj).__name__}")
+
+
+def digest(obj: Any) -> str:
+    """`sha256:<hex>` of the canonical JSON of `obj`."""
+    return "sha256:" + hashlib.sha256(canonical(obj).encode()).hexdigest()
+
+
+def text_digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def short(d: str, n: int = 12) -> str:
+    return d.split(":", 1)[-1][:n]
+
+
+class HashCache:
+    """File digests cached by (path, size, mtime): re-hashing gigabytes of weights on every
+    `plan` would make it slow. The cache lives in `.llmspec/cache/` and is machine-local."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: dict[str, list] = {}
+        self.dirty = False
+        if path is not None and path.exists():
+            try:
+                self.entries = json.loads(path.read_text())
+            except (ValueError, OSError):
+                self.entries = {}
+
+    def file(self, p: Path) -> str:
+        st = p.stat()
+        key = str(p.resolve())
+        hit = self.entries.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            while block := fh.read(CHUNK):
+                h.update(block)
+        d = "sha256:" + h.hexdigest()
+        self.entries[key] = [st.st_size, st.st_mtime_ns, d]
+        self.dirty = True
+        return d
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            write_atomic(self.path, json.dumps(self.entries, sort_keys=True).encode())
+            self.dirty = False
+
+
+def tree_digests(root: Path, cache: HashCache, files: list[Path] | None = None) -> dict[str, str]:
+    """Digests of files under `root`, keyed by their path relative to it (sorted, posix)."""
+    if files is None:
+        files = [Path(dp) / f for dp, _, fs in os.walk(root) for f in fs]
+    out = {}
+    for f in sorted(files):
+        rel = f.relative_to(root).as_posix()
+        out[rel] = cache.file(f)
+    return out

@@ -1,0 +1,86 @@
+"""`testgen` jobs: derive a test set from a knowledge source with a model.
+
+Each row is asked for with the same JSON constraint, so a model that can be constrained always
+returns a parseable question and answer; rows whose output does not parse are dropped and
+counted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from llmspec.hashing import digest
+
+QA_SCHEMA = {
+    "type": "object",
+    "required": ["question", "answer"],
+    "additionalProperties": False,
+    "properties": {
+        "question": {"type": "string", "minLength": 1, "maxLength": 200},
+        "answer": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+}
+
+INSTRUCTIONS = {
+    "simple": "Write one question that the text answers directly, and its answer.",
+    "complex": "Write one question that needs both texts to answer, and its answer.",
+    "multi_hop": "Write one question whose answer needs a fact from each text, and its answer.",
+    "distracting": "Write one question that the first text answers; the second text is a "
+    "distraction. Give the answer.",
+    "adversarial": "Write one tricky question that the text seems to answer but does not; "
+    "the answer says the text does not say.",
+}
+SYSTEM = "You write test questions for a question-answering system. Reply in JSON."
+
+
+def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
+    from llmspec.providers import Request
+
+    p = job.params
+    g = ctx.project.spec.datasets[p["dataset"]].generate
+    chunks = [c["text"] for c in deps[f"index.{p['knowledge']}"]["chunks"]]
+    if not chunks:
+        return {"rows": [], "rejected": 0}, {}
+    params = ctx.project.spec.models[p["model"]].params
+    requests, plan = [], []
+    for i in range(g.count):
+        rng = random.Random(digest([g.seed, i]))
+        kind = g.kinds[i % len(g.kinds)]
+        picked = [chunks[rng.randrange(len(chunks))]]
+        if kind in ("complex", "multi_hop", "distracting") and len(chunks) > 1:
+            other = rng.randrange(len(chunks) - 1)
+            picked.append(chunks[other + (other >= chunks.index(picked[0]))])
+        texts = "\n\n".join(f"Text {n + 1}: {t}" for n, t in enumerate(picked))
+        requests.append(
+            Request(
+                system=SYSTEM,
+                prompt=f"{INSTRUCTIONS[kind]}\n\n{texts}\n\nJSON:",
+                constraint={"json_schema": QA_SCHEMA},
+                max_tokens=max(params.max_tokens, 64),
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=(g.seed * 100_003 + i),
+            )
+        )
+        plan.append((kind, picked))
+    results = ctx.provider(p["model"]).generate(requests)
+    rows, rejected = [], 0
+    for (kind, picked), r in zip(plan, results, strict=True):
+        try:
+            qa = json.loads(r.text) if r.finish == "stop" else None
+        except ValueError:
+            qa = None
+        if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+            rejected += 1
+            continue
+        rows.append(
+            {
+                "question": qa["question"],
+                "expected": str(qa.get("answer", "")),
+                "context": picked,
+                "kind": kind,
+            }
+        )
+    return {"rows": rows, "rejected": rejected}, {}

@@ -1,0 +1,151 @@
+"""`llmspec.lock`: what was run, with which versions and hashes, and what came out.
+
+The lock is committed. It is deterministic (sorted keys, fixed formatting, no timestamps, floats
+rounded), so a diff of it shows exactly what changed; timestamps and logs go to
+`.llmspec/runs/`. It is written atomically: a crash leaves the old lock or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmspec.errors import LlmspecError, Loc
+from llmspec.fsutil import write_atomic
+
+LOCK_VERSION = 1
+LOCK_NAME = "llmspec.lock"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LockedJob(_Frozen):
+    kind: str
+    key: str
+    inputs: dict[str, str] = Field(description="the digests the key is made of")
+    output: str = Field(description="digest of the job's output")
+
+
+class GateResult(_Frozen):
+    gate: str
+    model: str
+    value: float | None
+    passed: bool
+
+
+class SuiteResult(_Frozen):
+    passed: bool
+    metrics: dict[str, dict[str, float | None]] = Field(description="model -> metric -> mean")
+    gates: list[GateResult] = []
+
+
+class Lock(_Frozen):
+    """The lockfile. Sections of input facts are free-form but fully determined by the spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="llmspec lock")
+
+    lock_version: Literal[1] = LOCK_VERSION
+    project: str
+    toolchain: dict[str, str] = {}
+    models: dict[str, dict[str, Any]] = {}
+    prompts: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, str] = {}
+    datasets: dict[str, dict[str, Any]] = {}
+    knowledge: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, LockedJob] = {}
+    suites: dict[str, SuiteResult] = {}
+
+
+def lock_path(root: Path) -> Path:
+    return Path(root) / LOCK_NAME
+
+
+def render_lock(lock: Lock) -> bytes:
+    """The lock's bytes: same lock, same bytes, whatever the machine or PYTHONHASHSEED."""
+    data = lock.model_dump(mode="json")
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def parse_lock(text: str, where: str) -> Lock:
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise LlmspecError.one(
+            "E080",
+            f"lockfile is not valid JSON: {e}",
+            Loc(where),
+            "restore it from version control (git checkout -- llmspec.lock), or delete it to "
+            "start a new one",
+        ) from None
+    version = data.get("lock_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > LOCK_VERSION:
+        raise LlmspecError.one(
+            "E081",
+            f"lockfile version {version} is newer than this llmspec reads ({LOCK_VERSION})",
+            Loc(where),
+            "upgrade llmspec",
+        )
+    try:
+        return Lock.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise LlmspecError.one(
+            "E080",
+            f"lockfile is damaged at `{path}`: {first['msg']}",
+            Loc(where),
+            "restore it from version control, or delete it to start a new one",
+        ) from None
+
+
+def read_lock(root: Path) -> Lock | None:
+    """The project's lock, or None when there is none yet."""
+    path = lock_path(root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return parse_lock(text, str(path))
+
+
+def lock_digest(root: Path) -> str:
+    """What a saved plan remembers of the lock it was made against."""
+    from llmspec.hashing import text_digest
+
+    try:
+        return text_digest(lock_path(root).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "none"
+
+
+def write_lock(root: Path, lock: Lock) -> bool:
+    """Write the lock atomically; False when the bytes are unchanged (nothing written)."""
+    path = lock_path(root)
+    data = render_lock(lock)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(path, data)
+    return True
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Lock.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://llmspec.dev/schemas/lock.schema.json"
+    return schema
+
+
+def rounded(x: float | None, places: int = 6) -> float | None:
+    """Floats in the lock are rounded so that noise in the last bits does not show as a change."""
+    if x is None:
+        return None
+    r = round(float(x), places)
+    return 0.0 if r == 0 else r

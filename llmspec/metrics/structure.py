@@ -1,0 +1,36 @@
+"""Metrics about the form of outputs rather than their content."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Rows = list[dict[str, Any]]
+
+
+def schema_valid(rows: Rows, constraint: Any = None) -> list[float | None]:
+    """1 when the output satisfied the prompt's constraint (re-checked after generation);
+    errors and truncated outputs count as 0. Without a constraint there is nothing to check."""
+    if constraint is None:
+        return [None for _ in rows]
+    return [float(bool(r.get("valid"))) for r in rows]
+
+
+def json_valid(rows: Rows, constraint: Any = None) -> list[float | None]:
+    out: list[float | None] = []
+    for r in rows:
+        text = r.get("output")
+        if text is None:
+            out.append(0.0)
+            continue
+        try:
+            json.loads(text)
+            out.append(1.0)
+        except ValueError:
+            out.append(0.0)
+    return out
+
+
+def latency(rows: Rows, constraint: Any = None) -> list[float | None]:
+    """Seconds per generation, from the run's timings (kept out of the lock: it varies)."""
+    return [r.get("seconds") for r in rows]

@@ -1,0 +1,46 @@
+"""The in-process runner: jobs one after another in this process. For debugging, tests and
+small projects; the same job code runs under the Ray runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmspec.jobs import Deps, JobContext
+from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+
+
+class InlineRunner:
+    name = "inline"
+
+    def __init__(self, **options: Any):
+        self.ctx: JobContext | None = None
+
+    def run(
+        self,
+        graph: Any,
+        jobs: list[Any],
+        output_of: OutputOf,
+        on_start: OnStart,
+        on_outcome: OnOutcome,
+    ) -> None:
+        if self.ctx is None or self.ctx.project is not graph.resolved:
+            self.ctx = JobContext(graph.resolved)
+        finished: dict[str, Outcome] = {}
+        for job in jobs:
+            early = blocked_by(job, finished)
+            if early is not None:
+                finished[job.id] = early
+                on_outcome(early)
+                continue
+            deps = Deps({}, {})
+            for d in job.deps:
+                out, meta = output_of(d)  # from the store: finished jobs are written at once
+                deps[d] = out
+                deps.meta[d] = meta
+            on_start(job.id)
+            outcome = execute(job, deps, self.ctx)
+            finished[job.id] = outcome
+            on_outcome(outcome)
+
+    def close(self) -> None:
+        self.ctx = None
