@@ -7,16 +7,21 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder, fsync, then rename."""
+def write_atomic(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` through a temp file in the same folder, then rename.
+
+    Readers see the old file or the new one, never a mix, even if the process is killed.
+    `durable` also fsyncs the file and its folder, so the rename survives a power loss too.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -24,6 +29,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+    if not durable:
+        return
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
     except OSError:

@@ -81,7 +81,9 @@ class Store:
             "digest": d,
             "meta": meta or {},
         }
-        write_atomic(self._path(key), canonical(record).encode())
+        # Not fsynced: a store entry lost to a power cut is missing or unreadable, and a missing
+        # entry only means its job runs again. The lock, which is the record, is fsynced.
+        write_atomic(self._path(key), canonical(record).encode(), durable=False)
         return Stored(job, kind, key, output, d, meta or {})
 
     def cache_path(self, name: str) -> Path:

@@ -47,6 +47,7 @@ class JobContext:
     project: ResolvedProject
     providers: dict[str, Any] = field(default_factory=dict)
     embedders: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -59,6 +60,18 @@ class JobContext:
 
             self.providers[model] = load_provider(self.project.spec.models[model], self.root)
         return self.providers[model]
+
+    def rows(self, dataset: str) -> list[dict[str, Any]]:
+        """A file dataset's rows, read once per process (shards slice them)."""
+        if dataset not in self.datasets:
+            from llmspec import data
+            from llmspec.load import shown_path
+
+            d = self.project.spec.datasets[dataset]
+            path = self.root / d.path
+            fmt = data.dataset_format(d.path, d.format)
+            self.datasets[dataset] = list(data.read_rows(path, fmt, shown_path(path)))
+        return self.datasets[dataset]
 
     def embedder(self, name: str) -> Any:
         if name not in self.embedders:

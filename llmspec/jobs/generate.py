@@ -19,20 +19,12 @@ def row_seed(seed: int, row: int, repeat: int) -> int:
 
 def shard_rows(job: Any, deps: dict[str, Any], ctx: Any) -> list[dict[str, Any]]:
     """The rows of this job's shard, checked against the digest the plan was made with."""
-    from llmspec import data
-
     p = job.params
     d = ctx.project.spec.datasets[p["dataset"]]
     start, end = p["start"], p["end"]
     if d.generate is not None:
         return deps[f"testgen.{p['dataset']}"]["rows"][start:end]
-    path = ctx.root / d.path
-    rows = []
-    for i, row in enumerate(data.read_rows(path, data.dataset_format(d.path, d.format))):
-        if i >= end:
-            break
-        if i >= start:
-            rows.append(row)
+    rows = ctx.rows(p["dataset"])[start:end]
     if digest([digest(r) for r in rows]) != p["rows"]:
         raise JobError(f"dataset `{p['dataset']}` changed since the plan was made; plan again")
     return rows

@@ -59,6 +59,7 @@ METRICS: dict[str, MetricInfo] = {
         1,
         False,
         "seconds per generation (mean)",
+        deterministic=False,
     ),
 }
 

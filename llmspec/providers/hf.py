@@ -1,0 +1,139 @@
+"""The `transformers` provider: local weights, batched decoding, constraints as token masks.
+
+The model and tokenizer load once per provider (once per worker); requests are decoded in
+batches by `constrained.generate_batch`, which applies llguidance token masks to every row
+of a batch at each step. Nothing is ever downloaded: a hub id must already be in the local
+cache.
+"""
+
+from __future__ import annotations
+
+import time
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from llmspec.errors import LlmspecError, Loc
+from llmspec.providers import CAPABILITIES, Request, Result
+
+
+class TransformersProvider:
+    capabilities = CAPABILITIES["transformers"]
+
+    def __init__(self, spec: Any, root: Path | str = "."):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.spec = spec
+        source = str(Path(root) / spec.path) if spec.path else spec.model
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if spec.revision:
+            kwargs["revision"] = spec.revision
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            if spec.dtype != "auto":
+                kwargs["dtype"] = getattr(torch, spec.dtype)
+            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except OSError as e:
+            hint = (
+                "the model must already be on this machine: llmspec never downloads weights"
+                if spec.model
+                else "check `path`: a folder saved with save_pretrained"
+            )
+            raise LlmspecError.one(
+                "E061", f"cannot load model `{source}`: {e}", Loc(source), hint
+            ) from None
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+        self.max_positions = _max_positions(self.model)
+        self._llg = None
+
+    @property
+    def llg_tokenizer(self) -> Any:
+        if self._llg is None:
+            from llmspec.providers.constrained import llg_tokenizer_for
+
+            self._llg = llg_tokenizer_for(self.tokenizer)
+        return self._llg
+
+    def render(self, r: Request) -> str:
+        """The text the model sees: the chat template when the tokenizer has one."""
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = ([{"role": "system", "content": r.system}] if r.system else []) + [
+                {"role": "user", "content": r.prompt}
+            ]
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        return r.prompt if r.system is None else f"{r.system}\n\n{r.prompt}"
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        from llmspec.providers.constrained import generate_batch
+
+        results: list[Result | None] = [None] * len(requests)
+        order = sorted(range(len(requests)), key=lambda i: _group(requests[i]))
+        for (max_tokens, temperature, top_p), idx in groupby(order, lambda i: _group(requests[i])):
+            idx = list(idx)
+            texts, ok = [], []
+            for i in idx:
+                text = self.render(requests[i])
+                n = len(self.tokenizer(text).input_ids)
+                if self.max_positions and n + max_tokens > self.max_positions:
+                    results[i] = Result(
+                        "",
+                        "error",
+                        "none",
+                        f"prompt is {n} tokens; with max_tokens {max_tokens} it exceeds the "
+                        f"model's {self.max_positions} positions",
+                    )
+                    continue
+                texts.append(text)
+                ok.append(i)
+            if not ok:
+                continue
+            t0 = time.perf_counter()
+            gens = generate_batch(
+                self.model,
+                self.tokenizer,
+                texts,
+                [requests[i].constraint for i in ok],
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seeds=[requests[i].seed for i in ok],
+                llg_tokenizer=self.llg_tokenizer,
+                batch_size=self.spec.batch_size,
+            )
+            per_row = (time.perf_counter() - t0) / len(ok)
+            for i, g in zip(ok, gens, strict=True):
+                text, finish = g.text, g.finish
+                if requests[i].constraint is None and requests[i].stop:
+                    text, cut = _cut_at_stop(text, requests[i].stop)
+                    finish = "stop" if cut else finish
+                guarantee = (
+                    "token"
+                    if g.guarantee == "token"
+                    else ("checked" if requests[i].constraint else "none")
+                )
+                results[i] = Result(text, finish, guarantee, g.error, g.tokens, per_row)
+        return [r for r in results if r is not None]
+
+
+def _group(r: Request) -> tuple[int, float, float]:
+    return (r.max_tokens, r.temperature, r.top_p)
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def _max_positions(model: Any) -> int | None:
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
