@@ -339,7 +339,6 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
     from llmspec.apply import apply_plan, check_saved_plan
     from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import SavedPlan, render_text
-    from llmspec.runner import make_runner
     from llmspec.store import RunLock
 
     _, graph, store = _compile(path)
@@ -367,9 +366,10 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
             check_saved_plan(saved, graph, lock_digest(root), plan_file)
         if not quiet:
             click.echo(render_text(the_plan), nl=False)
-        runner = make_runner(runner_name)
+        runner = _runner(runner_name, root)
         try:
-            report = apply_plan(the_plan, graph, store, runner, _progress(quiet))
+            with _Progress(graph, the_plan, quiet) as progress:
+                report = apply_plan(the_plan, graph, store, runner, progress)
         finally:
             runner.close()
     lock = read_lock(root)
@@ -383,9 +383,63 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
         sys.exit(3)
 
 
-def _progress(quiet: bool) -> Callable[[str, str, Any], None]:
-    def on_event(kind: str, job_id: str, outcome: Any) -> None:
-        if quiet or kind == "start":
+def _runner(name: str, root: Any) -> Any:
+    from llmspec.runner.profile import load_profile
+
+    profile = load_profile(name, root)
+    if profile.runner == "inline":
+        from llmspec.runner.inline import InlineRunner
+
+        return InlineRunner()
+    from llmspec.runner.ray import RayRunner
+
+    return RayRunner(profile, where=f"--runner {name}")
+
+
+class _Progress:
+    """Jobs and rows as they finish: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, graph: Any, plan: Any, quiet: bool):
+        self.quiet = quiet
+        self.graph = graph
+        jobs = [graph.jobs[j] for j in plan.to_run]
+        self.rows = {j.id: _rows_of(j) for j in jobs}
+        self.bar: Any = None
+        if not quiet and sys.stderr.isatty() and jobs:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.jobs_task = self.bar.add_task("jobs", total=len(jobs))
+            self.rows_task = self.bar.add_task("rows", total=sum(self.rows.values()) or None)
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, kind: str, job_id: str, outcome: Any) -> None:
+        if kind == "start":
+            return
+        if self.bar is not None:
+            self.bar.advance(self.jobs_task)
+            if kind in ("done", "reused"):
+                self.bar.advance(self.rows_task, self.rows.get(job_id, 0))
+            if outcome is not None and outcome.error:
+                self.bar.console.print(f"[red]{job_id}: {kind}[/red]: {outcome.error}")
+            return
+        if self.quiet and kind in ("done", "reused"):
             return
         mark = {
             "done": "ok",
@@ -400,7 +454,12 @@ def _progress(quiet: bool) -> Callable[[str, str, Any], None]:
             line += f"\n      {outcome.error}"
         click.echo(line, err=kind in ("failed", "skipped", "blocked"))
 
-    return on_event
+
+def _rows_of(job: Any) -> int:
+    p = job.params
+    if job.kind == "generate":
+        return (p["end"] - p["start"]) * p["repeats"]
+    return 0
 
 
 def _apply_summary(report: Any, failing: list[str]) -> str:

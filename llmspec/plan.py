@@ -119,7 +119,10 @@ def _fact_changes(graph: JobGraph, lock: Lock | None) -> list[str]:
     for section in ("models", "prompts", "schemas", "datasets", "knowledge"):
         old, new = getattr(lock, section), graph.facts.get(section, {})
         for name in sorted(set(old) | set(new)):
-            if old.get(name) != new.get(name):
+            before = old.get(name)
+            if isinstance(before, dict) and "observed" in before:
+                before = {k: v for k, v in before.items() if k != "observed"}  # set by apply
+            if before != new.get(name):
                 what = "added" if name not in old else "removed" if name not in new else "changed"
                 out.append(
                     f"{section[:-1] if section != 'knowledge' else 'knowledge'} `{name}` {what}"

@@ -439,6 +439,10 @@ def _check_suite(
                 f"set `expected:` on the dataset to one of: {', '.join(sorted(cols)) or 'none'}",
             )
     prompt = c.p.prompts.get(s.prompt)
+    if prompt is not None and prompt.output is not None:
+        for i, m in enumerate(s.models):
+            if m in c.p.models:
+                _check_capability(c, name, i, m, s.prompt, prompt.output)
     if prompt is not None and cols is not None:
         available = set(cols) | ({"context"} if s.retrieve else set())
         for part in ("system", "template"):
@@ -484,6 +488,39 @@ def _check_suite(
             continue
         gates.append(Gate(metric, op, float(num)))
     return tuple(gates)
+
+
+def _check_capability(c: _Checker, suite: str, i: int, model: str, prompt: str, out: Any) -> None:
+    """Refuse a constraint the model's provider cannot honour; warn when `max_tokens` looks
+    too small for the smallest valid output."""
+    from llmspec.providers import CAPABILITIES
+
+    m = c.p.models[model]
+    kind = "json_schema" if out.schema_ is not None else "regex" if out.regex else "choice"
+    if m.provider != "echo" and not getattr(CAPABILITIES[m.provider], kind):
+        what = {"json_schema": "a JSON Schema", "regex": "a regex", "choice": "a choice list"}
+        c.error(
+            "E060",
+            f"model `{model}` ({m.provider}) cannot enforce {what[kind]} output, which prompt "
+            f"`{prompt}` asks for",
+            ("suites", suite, "models", i),
+            "use a `transformers` model, or give the prompt a JSON schema output",
+        )
+        return
+    schema = c.p.schemas.get(out.schema_) if out.schema_ else None
+    if schema is None or set(schema) == {"file"}:
+        return
+    from llmspec.schemasize import smallest_instance_chars
+
+    chars = smallest_instance_chars(schema)
+    if chars is not None and m.params.max_tokens * 4 < chars:
+        c.warn(
+            "W010",
+            f"max_tokens {m.params.max_tokens} of model `{model}` is likely too small for prompt "
+            f"`{prompt}`: its smallest valid output is {chars} characters",
+            ("models", model, "params", "max_tokens"),
+            "raise `params.max_tokens`; a cut-off output is recorded as truncated, not valid",
+        )
 
 
 def _check_cycles(c: _Checker) -> None:

@@ -93,11 +93,21 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
             )
             slots.append((i, rep, None))
 
+    provider = ctx.provider(p["model"])
     t0 = time.perf_counter()
-    results = iter(ctx.provider(p["model"]).generate(requests) if requests else [])
+    generated = provider.generate(requests) if requests else []
     elapsed = time.perf_counter() - t0
+    failed = [r for r in generated if r.finish == "error"]
+    if failed and provider.capabilities.remote:
+        # a remote error may be a rate limit or an outage: store nothing, run it again later
+        raise JobError(
+            f"{len(failed)} of {len(generated)} requests failed ({failed[0].error}); nothing "
+            "is stored for this shard and it runs again on the next apply"
+        )
+    results = iter(generated)
 
-    out_rows, latency, observed = [], [], {}
+    out_rows, latency = [], []
+    observed: dict[str, set[str]] = {}
     for i, rep, err in slots:
         base = {"row": p["start"] + i, "repeat": rep, "expected": rows[i].get(expected_col)}
         if err is not None:
@@ -132,9 +142,14 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
             }
         )
         latency.append(r.seconds)
-        if r.observed:
-            observed.update(r.observed)
-    meta = {"seconds": round(elapsed, 4), "latency": latency, "observed": observed}
+        for k, v in (r.observed or {}).items():
+            if v:
+                observed.setdefault(k, set()).add(str(v))
+    meta = {
+        "seconds": round(elapsed, 4),
+        "latency": latency,
+        "observed": {k: sorted(v) for k, v in observed.items()},
+    }
     return {"rows": out_rows}, meta
 
 

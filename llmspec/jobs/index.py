@@ -32,8 +32,8 @@ def chunk_text(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
         if end >= len(text):
             break
         nxt = max(end - overlap, start + 1)
-        while 0 < nxt < len(text) and not text[nxt - 1].isspace() and nxt > start + 1:
-            nxt -= 1  # start the next window at a word boundary
+        while nxt < end and not text[nxt - 1].isspace():
+            nxt += 1  # start the next window at a word boundary
         start = nxt
     return out
 

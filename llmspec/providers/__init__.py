@@ -23,12 +23,13 @@ class Capabilities:
     logprobs: bool = False
     seed: bool = False
     guarantee: Guarantee = "checked"
+    remote: bool = False  # errors may be transient: a shard with failed rows is not stored
 
 
 CAPABILITIES: dict[str, Capabilities] = {
     "transformers": Capabilities(True, True, True, True, True, "token"),
     "llamacpp": Capabilities(True, True, True, False, True, "token"),
-    "openai": Capabilities(True, False, False, True, True, "provider"),
+    "openai": Capabilities(True, False, False, True, True, "provider", remote=True),
     "echo": Capabilities(False, False, False, False, True, "checked"),
 }
 

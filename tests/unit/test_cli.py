@@ -77,4 +77,4 @@ def test_example_project_is_valid(example_project, monkeypatch) -> None:
     result = CliRunner().invoke(main, ["validate", "specs"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("support-bot: valid (3 files)")
-    assert "suite       quality  qa x base, preview on golden" in result.stdout
+    assert "qa x base on golden; 5 metrics, 1 gate" in result.stdout

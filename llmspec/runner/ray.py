@@ -1,0 +1,275 @@
+"""The Ray runner: jobs become calls on Ray actors, results stream back as they finish.
+
+- Each model gets a pool of `replicas` actors with the resources its spec asks for
+  (`gpus: 1` -> `num_gpus=1`); a model loads once per actor. Everything else (index, score,
+  gate, deploy) runs on one general actor, which also keeps the embedding model loaded.
+- Dispatch is dynamic: the driver keeps a queue of ready jobs per pool and hands the next one
+  to whichever replica is free, so a slow shard never holds up an idle replica. A remote call
+  is one whole shard (`shard_rows` rows), enough to amortise Ray's per-call overhead.
+- Model replicas never claim every CPU: `reserve_cpus` stay free for the general actor and the
+  driver (actors that take all CPU slots can deadlock a small machine), so on a 2-CPU machine
+  two replicas get 0.5 CPU each rather than 1.
+- A crashed worker (a system failure, not an error in the job) is restarted by Ray and the job
+  is sent again, up to `max_retries` times. Results are whole shards written by the driver, so
+  a retry can never duplicate a row in the store.
+- Ctrl-C stops submitting, cancels what is in flight and returns; finished jobs are kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any
+
+from llmspec.jobs import Deps, JobContext
+from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+from llmspec.runner.profile import RunnerProfile, check_address
+
+MODEL_KINDS = ("generate", "testgen")
+
+
+class _Worker:
+    """Runs jobs in a Ray actor; the job context (models, embedders) lives as long as it."""
+
+    def __init__(self, ctx: JobContext, threads: int):
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.ctx = ctx
+        self.threads = threads
+        self._torch_threads_set = False
+
+    def run(self, job: Any, ids: list[str], *values: tuple[Any, dict]) -> Outcome:
+        deps = Deps(
+            {i: v[0] for i, v in zip(ids, values, strict=True)},
+            {i: v[1] for i, v in zip(ids, values, strict=True)},
+        )
+        if not self._torch_threads_set:
+            try:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            except ImportError:
+                pass
+            self._torch_threads_set = True
+        return execute(job, deps, self.ctx)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayRunner:
+    name = "ray"
+
+    def __init__(self, profile: RunnerProfile | None = None, where: str = "--runner"):
+        self.profile = profile or RunnerProfile()
+        self.where = where
+        self.started = False
+        self.pools: dict[str, list[Any]] = {}
+        self.ctx_ref: Any = None
+
+    # -- Ray lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        import ray
+
+        p = self.profile
+        check_address(p, self.where)
+        if ray.is_initialized():
+            return
+        kwargs: dict[str, Any] = {
+            "runtime_env": p.runtime_env or None,
+            "log_to_driver": False,
+            "configure_logging": False,
+            "include_dashboard": False,
+        }
+        if p.embedded:
+            # Ray's token auth, on by default for local clusters: say so explicitly, which also
+            # keeps Ray from printing a notice about it on every run
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            kwargs.update(
+                num_cpus=p.num_cpus,
+                num_gpus=p.num_gpus,
+                object_store_memory=p.object_store_memory,
+                _node_ip_address="127.0.0.1",
+            )
+        else:
+            kwargs["address"] = p.address
+        ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+        self.started = True
+
+    def close(self) -> None:
+        import sys
+
+        if "ray" not in sys.modules:
+            return
+        import ray
+
+        for pool in self.pools.values():
+            for actor in pool:
+                ray.kill(actor, no_restart=True)
+        self.pools = {}
+        self.ctx_ref = None
+        if self.started and ray.is_initialized():
+            ray.shutdown()
+            self.started = False
+
+    # -- pools -------------------------------------------------------------------------------
+
+    def _plan_pools(self, graph: Any, jobs: list[Any]) -> dict[str, tuple[int, float, float]]:
+        """(replicas, cpus, gpus) per pool; model pools share what `reserve_cpus` leaves."""
+        import ray
+
+        spec = graph.resolved.spec
+        models = sorted({j.params["model"] for j in jobs if j.kind in MODEL_KINDS})
+        wanted = {}
+        for m in models:
+            ms = spec.models[m]
+            replicas = int(getattr(ms, "replicas", 1))
+            if ms.provider in ("echo", "openai"):
+                replicas = 1  # nothing to load; concurrency lives in the provider
+            cpus = (
+                float(getattr(ms, "cpus", 0.25))
+                if ms.provider in ("transformers", "llamacpp")
+                else 0.25
+            )
+            wanted[m] = (replicas, cpus, float(getattr(ms, "gpus", 0)))
+        total = ray.cluster_resources().get("CPU", 1.0)
+        budget = max(total - self.profile.reserve_cpus, total / 2)
+        claimed = sum(r * c for r, c, _ in wanted.values())
+        scale = min(1.0, budget / claimed) if claimed else 1.0
+        pools = {m: (r, round(c * scale, 3), g) for m, (r, c, g) in wanted.items()}
+        pools["_general"] = (1, 0.0, 0.0)
+        return pools
+
+    def _pool(self, name: str, shape: tuple[int, float, float]) -> list[Any]:
+        import ray
+
+        if name not in self.pools:
+            replicas, cpus, gpus = shape
+            cls = ray.remote(_Worker).options(
+                num_cpus=cpus,
+                num_gpus=gpus,
+                max_restarts=self.profile.max_retries,
+                max_task_retries=0,
+                max_concurrency=1,
+            )
+            threads = max(1, int(round(cpus))) if cpus else 1
+            self.pools[name] = [cls.remote(self.ctx_ref, threads) for _ in range(replicas)]
+        return self.pools[name]
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        graph: Any,
+        jobs: list[Any],
+        output_of: OutputOf,
+        on_start: OnStart,
+        on_outcome: OnOutcome,
+    ) -> None:
+        import ray
+        from ray.exceptions import (
+            ActorDiedError,
+            ActorUnavailableError,
+            RayActorError,
+            WorkerCrashedError,
+        )
+
+        if not jobs:
+            return
+        self.start()
+        if self.ctx_ref is None:
+            # by value, not ray.put: a restarted actor must be able to rebuild its context
+            self.ctx_ref = JobContext(graph.resolved)
+        shapes = self._plan_pools(graph, jobs)
+        pool_of = {j.id: (j.params["model"] if j.kind in MODEL_KINDS else "_general") for j in jobs}
+        idle = {name: collections.deque(self._pool(name, shapes[name])) for name in shapes}
+        to_run = {j.id: j for j in jobs}
+        finished: dict[str, Outcome] = {}
+        waiting = list(jobs)
+        ready: dict[str, collections.deque] = {name: collections.deque() for name in shapes}
+        in_flight: dict[Any, tuple[Any, Any, int]] = {}  # ref -> (job, actor, attempt)
+        dep_refs: dict[str, Any] = {}
+        crashes: collections.Counter = collections.Counter()
+        limit = self.profile.max_concurrency
+
+        def dep_args(job: Any) -> list[Any]:
+            """Object refs of the dependencies' outputs, put once each; Ray resolves them."""
+            for d in job.deps:
+                if d not in dep_refs:
+                    dep_refs[d] = ray.put(output_of(d))
+            return [dep_refs[d] for d in job.deps]
+
+        def promote() -> None:
+            still = []
+            for job in waiting:
+                pending = [d for d in job.deps if d in to_run and d not in finished]
+                if pending:
+                    still.append(job)
+                    continue
+                early = blocked_by(job, finished)
+                if early is not None:
+                    finished[job.id] = early
+                    on_outcome(early)
+                    continue
+                ready[pool_of[job.id]].append(job)
+            waiting[:] = still
+
+        def submit() -> None:
+            for name, queue in ready.items():
+                while queue and idle[name] and len(in_flight) < limit:
+                    job = queue.popleft()
+                    actor = idle[name].popleft()
+                    on_start(job.id)
+                    ref = actor.run.remote(job, list(job.deps), *dep_args(job))
+                    in_flight[ref] = (job, actor, crashes[job.id])
+
+        try:
+            promote()
+            submit()
+            while in_flight:
+                done, _ = ray.wait(list(in_flight), num_returns=1)
+                ref = done[0]
+                job, actor, _attempt = in_flight.pop(ref)
+                idle[pool_of[job.id]].append(actor)
+                try:
+                    outcome = ray.get(ref)
+                except (
+                    ActorDiedError,
+                    ActorUnavailableError,
+                    RayActorError,
+                    WorkerCrashedError,
+                ) as e:
+                    crashes[job.id] += 1
+                    if crashes[job.id] <= self.profile.max_retries:
+                        ready[pool_of[job.id]].appendleft(job)  # the actor restarts by itself
+                        submit()
+                        continue
+                    outcome = Outcome(
+                        job.id,
+                        "failed",
+                        error=f"worker crashed {crashes[job.id]} times: {type(e).__name__}",
+                    )
+                finished[job.id] = outcome
+                on_outcome(outcome)
+                for d in [d for d in dep_refs if _done_with(d, waiting, ready, in_flight)]:
+                    del dep_refs[d]  # keep the object store small on long runs
+                promote()
+                submit()
+            for job in waiting:  # unreachable: a dependency never finished
+                o = Outcome(job.id, "skipped", error="a dependency did not finish")
+                on_outcome(o)
+        except KeyboardInterrupt:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+            raise
+
+
+def _done_with(dep: str, waiting: list, ready: dict, in_flight: dict) -> bool:
+    """No job still to run needs this dependency's output."""
+    jobs = (
+        list(waiting)
+        + [j for q in ready.values() for j in q]
+        + [j for j, _, _ in in_flight.values()]
+    )
+    return not any(dep in j.deps for j in jobs)
