@@ -76,11 +76,19 @@ def apply_plan(
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
     todo = set(plan.to_run)
+    for change in plan.changes:
+        if change.cached:  # the store holds it already (an interrupted apply, a revert)
+            report.reused.append(change.job_id)
     jobs = []
     for job in graph.jobs.values():
+        # Read the entry, not just its name: an entry cut short by a power cut (the store is
+        # not fsynced) or removed since the plan counts as missing, and its job runs again.
+        readable = store.get(job.key) is not None
         if job.id not in todo:
+            if not readable:  # the plan counted on this stored result (it went by file names)
+                jobs.append(job)
             continue
-        if store.has(job.key):
+        if readable:
             report.reused.append(job.id)  # finished by an earlier, interrupted apply
             emit("reused", job.id, None)
         else:
@@ -148,7 +156,7 @@ def update_lock(old: Lock | None, graph: JobGraph, store: Store) -> Lock:
     return Lock(
         project=graph.project,
         toolchain=toolchain(),
-        models=f["models"],
+        models=_with_observed(f["models"], graph, store),
         prompts=f["prompts"],
         schemas=f["schemas"],
         datasets=f["datasets"],
@@ -156,6 +164,24 @@ def update_lock(old: Lock | None, graph: JobGraph, store: Store) -> Lock:
         jobs=jobs,
         suites=suites,
     )
+
+
+def _with_observed(models: dict[str, Any], graph: JobGraph, store: Store) -> dict[str, Any]:
+    """Remote models: what the server said it was (model id, system fingerprint), so a lock
+    diff shows a model that changed behind the same name."""
+    seen: dict[str, dict[str, set[str]]] = {}
+    for job in graph.jobs.values():
+        if job.kind != "generate" or models[job.params["model"]]["provider"] != "openai":
+            continue
+        s = store.get(job.key)
+        for k, values in ((s.meta.get("observed") or {}) if s else {}).items():
+            seen.setdefault(job.params["model"], {}).setdefault(k, set()).update(values)
+    if not seen:
+        return models
+    out = dict(models)
+    for name, obs in seen.items():
+        out[name] = models[name] | {"observed": {k: sorted(v) for k, v in sorted(obs.items())}}
+    return out
 
 
 def _suite_result(out: dict[str, Any]) -> SuiteResult:

@@ -132,7 +132,13 @@ def write_lock(root: Path, lock: Lock) -> bool:
             return False
     except FileNotFoundError:
         pass
-    write_atomic(path, data)
+    # The temp file lives in the gitignored .llmspec/tmp/: a kill before the rename leaves no
+    # stray file beside the lock for `git add -A` to pick up. Only apply writes the lock, under
+    # the run lock, so a temp file found there now is a leftover of a killed apply.
+    tmp_dir = Path(root) / ".llmspec" / "tmp"
+    for stale in tmp_dir.glob(f".{LOCK_NAME}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    write_atomic(path, data, tmp_dir=tmp_dir)
     return True
 
 

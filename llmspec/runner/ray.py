@@ -83,9 +83,6 @@ class RayRunner:
             "include_dashboard": False,
         }
         if p.embedded:
-            # Ray's token auth, on by default for local clusters: say so explicitly, which also
-            # keeps Ray from printing a notice about it on every run
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
             kwargs.update(
                 num_cpus=p.num_cpus,
                 num_gpus=p.num_gpus,

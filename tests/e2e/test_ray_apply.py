@@ -1,0 +1,183 @@
+"""The example project on Ray with the tiny local model: constrained outputs, determinism,
+and a worker killed in the middle of a job."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the module: 2 CPUs, no dashboard, a small object store."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 1024 * 1024,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def _apply(project: Path, runner=None):
+    from llmspec.apply import apply_plan
+    from llmspec.compile import compile_project
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import make_plan
+    from llmspec.project import load_project
+    from llmspec.runner.ray import RayRunner
+    from llmspec.store import Store
+
+    graph = compile_project(load_project(project))
+    store = Store(project)
+    plan = make_plan(graph, read_lock(project), store.keys(), lock_digest(project))
+    runner = runner or RayRunner()
+    try:
+        report = apply_plan(plan, graph, store, runner)
+    finally:
+        runner.close()
+    return graph, store, report
+
+
+def _rows(store, graph, prefix: str) -> list[dict]:
+    rows = []
+    for job in graph.jobs.values():
+        if job.id.startswith(prefix):
+            rows += store.get(job.key).output["rows"]
+    return rows
+
+
+def test_example_project_on_ray(ray_cluster, example_project: Path, tmp_path: Path) -> None:
+    from llmspec.constraints import check_output
+
+    graph, store, report = _apply(example_project)
+    assert report.ok and not report.failed, report
+    assert set(report.done) == set(graph.jobs)
+    schema = graph.resolved.schemas["answer"]
+    for prefix, constraint in (
+        ("generate.quality.base", {"json_schema": schema}),
+        ("generate.routing.base", {"choice": ["billing", "shipping", "account", "other"]}),
+    ):
+        rows = _rows(store, graph, prefix)
+        assert len(rows) == 6
+        for r in rows:
+            assert r["guarantee"] == "token" and r["valid"] is True, r
+            assert check_output(constraint, r["output"]) is None
+    lock = (example_project / "llmspec.lock").read_bytes()
+    assert json.loads(lock)["suites"]["quality"]["passed"] is True
+
+    # same lock, same outputs: a second project copy applied from an empty store
+    again = tmp_path / "again"
+    shutil.copytree(
+        example_project, again, ignore=shutil.ignore_patterns(".llmspec", "llmspec.lock")
+    )
+    _apply(again)
+    assert (again / "llmspec.lock").read_bytes() == lock
+
+
+def test_constraint_does_the_work(example_project: Path) -> None:
+    """The same model on the same rows without the constraint: most outputs are invalid."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmspec.constraints import check_output
+    from llmspec.project import load_project
+    from llmspec.providers.constrained import generate_batch
+
+    rp = load_project(example_project)
+    path = example_project / "models" / "tiny"
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    prompts = [
+        f"Question: {r}\nJSON:"
+        for r in ("refunds?", "shipping?", "password?", "invoice?", "abroad?", "close account?")
+    ]
+    constraint = {"json_schema": rp.schemas["answer"]}
+    free = generate_batch(model, tok, prompts, [None] * 6, max_tokens=128)
+    # 128 tokens hold the longest valid answer (80 + 20 characters) even at 1 byte a token
+    bound = generate_batch(model, tok, prompts, [constraint] * 6, max_tokens=128)
+    assert sum(check_output(constraint, g.text) is None for g in free) <= 1
+    assert all(check_output(constraint, g.text) is None for g in bound)
+
+
+KILL_SPEC = """\
+version: 1
+name: crashy
+models:
+  tiny:
+    provider: transformers
+    path: models/tiny
+    replicas: 1
+    params: {max_tokens: 40, temperature: 0.8, seed: 3}
+prompts:
+  free: {template: "Q{{ i }}: {{ question }}"}
+datasets:
+  rows: {path: rows.jsonl, shard_rows: 8}
+suites:
+  s: {prompt: free, models: [tiny], dataset: rows, metrics: [json_valid]}
+"""
+
+
+def _worker_pids() -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "ray::_Worker.run" in cmd:
+            out.append(p.info["pid"])
+    return out
+
+
+def test_killed_worker_is_retried_without_duplicate_rows(
+    ray_cluster, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from llmspec.runner.profile import RunnerProfile
+    from llmspec.runner.ray import RayRunner
+
+    project = tmp_path / "crashy"
+    project.mkdir()
+    (project / "llmspec.yaml").write_text(KILL_SPEC)
+    (project / "rows.jsonl").write_text(
+        "".join(json.dumps({"i": i, "question": f"where is parcel {i}?"}) + "\n" for i in range(32))
+    )
+    shutil.copytree(tiny_model_dir, project / "models" / "tiny")
+
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            pids = _worker_pids()
+            if pids:
+                time.sleep(0.3)  # let it get into the shard
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    graph, store, report = _apply(project, RayRunner(RunnerProfile(max_retries=3)))
+    t.join(timeout=1)
+    assert killed, "no worker was seen running a job"
+    assert not report.failed, report.failed
+    rows = _rows(store, graph, "generate.s.tiny")
+    assert sorted(r["row"] for r in rows) == list(range(32))  # each row once
+    events = [
+        json.loads(line)
+        for f in (project / ".llmspec" / "runs").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
+    done = [e["job"] for e in events if e.get("event") == "done"]
+    assert len(done) == len(set(done))
