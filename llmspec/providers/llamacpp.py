@@ -1,0 +1,101 @@
+"""The `llamacpp` provider: GGUF files through llama-cpp-python and guidance.
+
+Only available where llama-cpp-python is installed (`pip install llama-cpp-python`); guidance
+enforces the output constraint token by token. Rows are decoded one at a time (guidance's
+high-level API has no batching); guidance samples from NumPy's global RNG, so each row seeds it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from llmspec.errors import LlmspecError, Loc
+from llmspec.providers import CAPABILITIES, Request, Result
+
+
+class LlamaCppProvider:
+    capabilities = CAPABILITIES["llamacpp"]
+
+    def __init__(self, spec: Any, root: Path | str = "."):
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise LlmspecError.one(
+                "E062",
+                "the `llamacpp` provider needs llama-cpp-python, which is not installed",
+                Loc(str(spec.path)),
+                "pip install llama-cpp-python (it builds llama.cpp)",
+            ) from None
+        from guidance.models import LlamaCpp
+
+        self.spec = spec
+        self.model = LlamaCpp(
+            str(Path(root) / spec.path),
+            echo=False,
+            n_ctx=spec.n_ctx,
+            n_gpu_layers=-1 if spec.gpus else 0,
+            verbose=False,
+        )
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        return [self._one(r) for r in requests]
+
+    def _one(self, r: Request) -> Result:
+        import guidance
+        import numpy as np
+
+        np.random.seed(r.seed % (2**32))
+        c = r.constraint or {}
+        t = r.temperature or None
+        if "json_schema" in c:
+            grammar = guidance.json(
+                name="out",
+                schema=c["json_schema"],
+                max_tokens=r.max_tokens,
+                temperature=t,
+                separators=(", ", ": "),
+            )
+        elif "regex" in c:
+            grammar = guidance.gen(
+                name="out", regex=c["regex"], max_tokens=r.max_tokens, temperature=t
+            )
+        elif "choice" in c:
+            grammar = guidance.select(list(c["choice"]), name="out")
+        else:
+            grammar = guidance.gen(
+                name="out",
+                max_tokens=r.max_tokens,
+                temperature=t,
+                top_p=r.top_p,
+                stop=list(r.stop) or None,
+            )
+        prompt = r.prompt if r.system is None else f"{r.system}\n\n{r.prompt}"
+        t0 = time.perf_counter()
+        try:
+            lm = self.model + prompt + grammar
+            text = str(lm["out"])
+        except UnicodeDecodeError as e:  # a token cut a UTF-8 sequence at max_tokens
+            return Result(
+                "",
+                "error",
+                "token" if c else "none",
+                f"cut UTF-8 output: {e.reason}",
+                seconds=time.perf_counter() - t0,
+            )
+        except Exception as e:  # noqa: BLE001 - one row's failure must not stop the others
+            return Result(
+                "",
+                "error",
+                "token" if c else "none",
+                f"{type(e).__name__}: {e}",
+                seconds=time.perf_counter() - t0,
+            )
+        finish = "stop"
+        if c:
+            from llmspec.constraints import check_output
+
+            if check_output(c, text) is not None:
+                finish = "length"  # a constrained prefix that did not complete
+        return Result(text, finish, "token" if c else "none", seconds=time.perf_counter() - t0)
