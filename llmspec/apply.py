@@ -79,16 +79,28 @@ def apply_plan(
     for change in plan.changes:
         if change.cached:  # the store holds it already (an interrupted apply, a revert)
             report.reused.append(change.job_id)
+    # What the lock will record, gathered once: reading a large store twice would double the
+    # cost of an apply with little to do.
+    digests: dict[str, str] = {}
+    gates: dict[str, Any] = {}
+
+    def remember(key: str, kind: str, output: Any, digest: str) -> None:
+        digests[key] = digest
+        if kind == "gate":
+            gates[key] = output
+
     jobs = []
     for job in graph.jobs.values():
         # Read the entry, not just its name: an entry cut short by a power cut (the store is
         # not fsynced) or removed since the plan counts as missing, and its job runs again.
-        readable = store.get(job.key) is not None
+        stored = store.get(job.key)
+        if stored is not None:
+            remember(job.key, job.kind, stored.output, stored.digest)
         if job.id not in todo:
-            if not readable:  # the plan counted on this stored result (it went by file names)
+            if stored is None:  # the plan counted on this stored result (it went by file names)
                 jobs.append(job)
             continue
-        if readable:
+        if stored is not None:
             report.reused.append(job.id)  # finished by an earlier, interrupted apply
             emit("reused", job.id, None)
         else:
@@ -108,7 +120,8 @@ def apply_plan(
     def on_outcome(o: Outcome) -> None:
         job = graph.jobs[o.job_id]
         if o.status == "done":
-            store.put(job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds})
+            put = store.put(job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds})
+            remember(job.key, job.kind, o.output, put.digest)
             report.done.append(job.id)
             if job.kind == "gate" and not o.output.get("passed", True):
                 report.gates_failed.append(job.params["suite"])
@@ -131,22 +144,42 @@ def apply_plan(
         report.interrupted = True
         log.write({"event": "interrupted"})
     finally:
-        new = update_lock(read_lock(root), graph, store)
+        new = update_lock(read_lock(root), graph, store, digests, gates)
         report.lock_written = write_lock(root, new)
         log.close()
     return report
 
 
-def update_lock(old: Lock | None, graph: JobGraph, store: Store) -> Lock:
-    """The lock after an apply: finished jobs take their new keys, unfinished keep the old."""
+def update_lock(
+    old: Lock | None,
+    graph: JobGraph,
+    store: Store,
+    digests: dict[str, str] | None = None,
+    gates: dict[str, Any] | None = None,
+) -> Lock:
+    """The lock after an apply: finished jobs take their new keys, unfinished keep the old.
+
+    `digests` (key -> output digest) and `gates` (key -> gate output) are what apply already
+    read or wrote; without them the store is read.
+    """
+    if digests is None:
+        digests, gates = {}, {}
+        for job in graph.jobs.values():
+            s = store.get(job.key)
+            if s is not None:
+                digests[job.key] = s.digest
+                if job.kind == "gate":
+                    gates[job.key] = s.output
+    gates = gates or {}
     jobs: dict[str, LockedJob] = {}
     suites: dict[str, SuiteResult] = {}
     for job in graph.jobs.values():
-        s = store.get(job.key)
-        if s is not None:
-            jobs[job.id] = LockedJob(kind=job.kind, key=job.key, inputs=job.inputs, output=s.digest)
+        if job.key in digests:
+            jobs[job.id] = LockedJob(
+                kind=job.kind, key=job.key, inputs=job.inputs, output=digests[job.key]
+            )
             if job.kind == "gate":
-                suites[job.params["suite"]] = _suite_result(s.output)
+                suites[job.params["suite"]] = _suite_result(gates[job.key])
         elif old is not None and job.id in old.jobs:
             jobs[job.id] = old.jobs[job.id]
             suite = job.params.get("suite")

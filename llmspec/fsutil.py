@@ -8,7 +8,11 @@ from pathlib import Path
 
 
 def write_atomic(
-    path: str | Path, data: bytes, durable: bool = True, tmp_dir: str | Path | None = None
+    path: str | Path,
+    data: bytes,
+    durable: bool = True,
+    tmp_dir: str | Path | None = None,
+    make_dirs: bool = True,
 ) -> None:
     """Write `data` to `path` through a temp file in the same folder, then rename.
 
@@ -18,9 +22,10 @@ def write_atomic(
     nothing beside `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     where = Path(tmp_dir) if tmp_dir is not None else path.parent
-    where.mkdir(parents=True, exist_ok=True)
+    if make_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        where.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=where)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -41,6 +41,7 @@ class Store:
     def __init__(self, root: Path):
         self.root = Path(root) / STATE_DIR
         self.objects = self.root / "store"
+        self._made: set[Path] = set()  # folders known to exist: one mkdir each, not per write
 
     def _path(self, key: str) -> Path:
         h = key.split(":", 1)[-1]
@@ -83,7 +84,11 @@ class Store:
         }
         # Not fsynced: a store entry lost to a power cut is missing or unreadable, and a missing
         # entry only means its job runs again. The lock, which is the record, is fsynced.
-        write_atomic(self._path(key), canonical(record).encode(), durable=False)
+        path = self._path(key)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
+        write_atomic(path, canonical(record).encode(), durable=False, make_dirs=False)
         return Stored(job, kind, key, output, d, meta or {})
 
     def cache_path(self, name: str) -> Path:
