@@ -48,6 +48,7 @@ class TransformersProvider:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         self.max_positions = _max_positions(self.model)
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         self._llg = None
 
     @property
@@ -60,7 +61,7 @@ class TransformersProvider:
 
     def render(self, r: Request) -> str:
         """The text the model sees: the chat template when the tokenizer has one."""
-        if getattr(self.tokenizer, "chat_template", None):
+        if self.chat:
             messages = ([{"role": "system", "content": r.system}] if r.system else []) + [
                 {"role": "user", "content": r.prompt}
             ]
@@ -79,7 +80,7 @@ class TransformersProvider:
             texts, ok = [], []
             for i in idx:
                 text = self.render(requests[i])
-                n = len(self.tokenizer(text).input_ids)
+                n = len(self.tokenizer(text, add_special_tokens=not self.chat).input_ids)
                 if self.max_positions and n + max_tokens > self.max_positions:
                     results[i] = Result(
                         "",
