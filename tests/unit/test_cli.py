@@ -38,8 +38,8 @@ def test_version_and_help() -> None:
     assert runner.invoke(main, ["--version"]).output.strip() == f"llmspec, version {__version__}"
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0 and "validate" in top.output and "Examples:" in top.output
-    for cmd in ("validate", "schema", "tiny-model"):
-        sub = runner.invoke(main, [cmd, "--help"])
+    for cmd in ("validate", "schema", "tiny-model", "plan", "apply", "graph", "lock diff"):
+        sub = runner.invoke(main, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
 
 
@@ -78,3 +78,53 @@ def test_example_project_is_valid(example_project, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("support-bot: valid (3 files)")
     assert "qa x base on golden; 5 metrics, 1 gate" in result.stdout
+
+
+ECHO_SPEC = """\
+version: 1
+name: tiny
+models:
+  m: {provider: echo}
+prompts:
+  p: {template: "{{ question }}"}
+datasets:
+  d: {path: d.jsonl}
+suites:
+  s: {prompt: p, models: [m], dataset: d, metrics: [contains], gates: ["contains >= 0.5"]}
+deployments:
+  prod: {model: m, prompt: p, requires: [s]}
+"""
+
+
+def _echo_project(root) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "llmspec.yaml").write_text(ECHO_SPEC)
+    (root / "d.jsonl").write_text('{"question": "q", "expected": "q"}\n')
+
+
+def test_graph_mermaid_and_dot(tmp_path, golden) -> None:
+    from tests.conftest import GOLDEN
+
+    _echo_project(tmp_path / "g")
+    runner = CliRunner()
+    for fmt in ("mermaid", "dot"):
+        r = runner.invoke(main, ["graph", str(tmp_path / "g"), "--format", fmt])
+        assert r.exit_code == 0, r.output
+        golden(GOLDEN / "graph" / f"graph.{fmt}", r.stdout)
+
+
+def test_lock_diff_against_git(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "repo"
+    _echo_project(root)
+    runner = CliRunner()
+    assert runner.invoke(main, ["apply", str(root)]).exit_code == 0
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root)]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"]):
+        subprocess.run([*git, *args], check=True)
+    (root / "llmspec.yaml").write_text(ECHO_SPEC.replace('"{{ question }}"', '"Q: {{ question }}"'))
+    assert runner.invoke(main, ["apply", str(root)]).exit_code == 0
+    r = runner.invoke(main, ["lock", "diff", "--git", "HEAD", "--project", str(root)])
+    assert r.exit_code == 0, r.output
+    assert "Prompts:\n  ~ p: template changed" in r.stdout
+    bad = runner.invoke(main, ["lock", "diff", "--git", "nope", "--project", str(root)])
+    assert bad.exit_code == 1 and "error[E008]" in bad.stderr
