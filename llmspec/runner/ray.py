@@ -189,6 +189,14 @@ class RayRunner:
         dep_refs: dict[str, Any] = {}
         crashes: collections.Counter = collections.Counter()
         limit = self.profile.max_concurrency
+        # how many jobs still to finish read each dependency: at 0 its object can go
+        readers = collections.Counter(d for j in jobs for d in j.deps)
+
+        def release(job: Any) -> None:
+            for d in job.deps:
+                readers[d] -= 1
+                if readers[d] <= 0:
+                    dep_refs.pop(d, None)  # keep the object store small on long runs
 
         def dep_args(job: Any) -> list[Any]:
             """Object refs of the dependencies' outputs, put once each; Ray resolves them."""
@@ -207,6 +215,7 @@ class RayRunner:
                 early = blocked_by(job, finished)
                 if early is not None:
                     finished[job.id] = early
+                    release(job)
                     on_outcome(early)
                     continue
                 ready[pool_of[job.id]].append(job)
@@ -248,9 +257,8 @@ class RayRunner:
                         error=f"worker crashed {crashes[job.id]} times: {type(e).__name__}",
                     )
                 finished[job.id] = outcome
+                release(job)
                 on_outcome(outcome)
-                for d in [d for d in dep_refs if _done_with(d, waiting, ready, in_flight)]:
-                    del dep_refs[d]  # keep the object store small on long runs
                 promote()
                 submit()
             for job in waiting:  # unreachable: a dependency never finished
@@ -260,13 +268,3 @@ class RayRunner:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
             raise
-
-
-def _done_with(dep: str, waiting: list, ready: dict, in_flight: dict) -> bool:
-    """No job still to run needs this dependency's output."""
-    jobs = (
-        list(waiting)
-        + [j for q in ready.values() for j in q]
-        + [j for j, _, _ in in_flight.values()]
-    )
-    return not any(dep in j.deps for j in jobs)
