@@ -176,16 +176,6 @@ class _Compiler:
                 self.facts["schemas"][out.schema_] = digest(self.rp.schemas[out.schema_])
         return self.facts["prompts"][name]
 
-    def constraint(self, prompt: str) -> dict[str, Any] | None:
-        out = self.p.prompts[prompt].output
-        if out is None:
-            return None
-        if out.schema_ is not None:
-            return {"json_schema": self.rp.schemas[out.schema_]}
-        if out.regex is not None:
-            return {"regex": out.regex}
-        return {"choice": list(out.choice or ())}
-
     def dataset_shards(self, name: str) -> list[tuple[int, int, str]]:
         """(start, end, rows digest) per shard of a file dataset; rows hashed one by one."""
         if name in self._shards:
@@ -301,7 +291,7 @@ class _Compiler:
         else:
             n = d.generate.count
             shards = [(i, min(i + d.shard_rows, n), "generated") for i in range(0, n, d.shard_rows)]
-        constraint = self.constraint(s.prompt)
+        constraint = self.rp.constraint(s.prompt)
         scores = []
         for model in s.models:
             mfact = self.model_fact(model)

@@ -49,6 +49,18 @@ class ResolvedProject:
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
+    def constraint(self, prompt: str) -> dict[str, Any] | None:
+        """A prompt's output constraint as providers take it: `{"json_schema": ...}`,
+        `{"regex": ...}`, `{"choice": [...]}`, or None."""
+        out = self.spec.prompts[prompt].output
+        if out is None:
+            return None
+        if out.schema_ is not None:
+            return {"json_schema": self.schemas[out.schema_]}
+        if out.regex is not None:
+            return {"regex": out.regex}
+        return {"choice": list(out.choice or ())}
+
 
 class _Checker:
     def __init__(self, vp: ValidProject, root: Path):

@@ -48,7 +48,7 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
     model = spec.models[p["model"]]
     prompt = spec.prompts[p["prompt"]]
     expected_col = spec.datasets[p["dataset"]].expected
-    constraint = _constraint(ctx, prompt)
+    constraint = ctx.project.constraint(p["prompt"])
     rows = shard_rows(job, deps, ctx)
 
     contexts: list[list[str]] = [[] for _ in rows]
@@ -151,14 +151,3 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
         "observed": {k: sorted(v) for k, v in observed.items()},
     }
     return {"rows": out_rows}, meta
-
-
-def _constraint(ctx: Any, prompt: Any) -> dict[str, Any] | None:
-    out = prompt.output
-    if out is None:
-        return None
-    if out.schema_ is not None:
-        return {"json_schema": ctx.project.schemas[out.schema_]}
-    if out.regex is not None:
-        return {"regex": out.regex}
-    return {"choice": list(out.choice)}

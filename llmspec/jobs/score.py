@@ -14,11 +14,9 @@ def mean(values: list[float | None]) -> float | None:
 
 
 def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
-    from llmspec.jobs.generate import _constraint
-
     p = job.params
     suite = ctx.project.spec.suites[p["suite"]]
-    constraint = _constraint(ctx, ctx.project.spec.prompts[suite.prompt])
+    constraint = ctx.project.constraint(suite.prompt)
     rows: list[dict[str, Any]] = []
     for dep_id in job.deps:
         latency = iter(deps.meta.get(dep_id, {}).get("latency", []))
