@@ -70,7 +70,9 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
             for start, piece in chunk_text(text, k.chunk.size, k.chunk.overlap):
                 chunks.append({"source": rel, "start": start, "text": piece})
     else:
-        rows = next(iter(deps.values()), {}).get("rows", [])
+        ds = k.source.dataset
+        generated = f"testgen.{ds}"
+        rows = deps[generated]["rows"] if generated in deps else ctx.rows(ds)
         for i, row in enumerate(rows):
             value = row.get(k.source.column)
             if value is None:

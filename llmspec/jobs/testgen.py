@@ -18,10 +18,12 @@ QA_SCHEMA = {
     "required": ["question", "answer"],
     "additionalProperties": False,
     "properties": {
-        "question": {"type": "string", "minLength": 1, "maxLength": 200},
-        "answer": {"type": "string", "minLength": 1, "maxLength": 200},
+        "question": {"type": "string", "minLength": 1, "maxLength": 120},
+        "answer": {"type": "string", "minLength": 1, "maxLength": 120},
     },
 }
+
+QA_TOKENS = 280
 
 INSTRUCTIONS = {
     "simple": "Write one question that the text answers directly, and its answer.",
@@ -66,14 +68,14 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         )
         plan.append((kind, picked))
     results = ctx.provider(p["model"]).generate(requests)
-    rows, rejected = [], 0
-    for (kind, picked), r in zip(plan, results, strict=True):
+    rows, rejected = [], []
+    for i, ((kind, picked), r) in enumerate(zip(plan, results, strict=True)):
         try:
             qa = json.loads(r.text) if r.finish == "stop" else None
         except ValueError:
             qa = None
         if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
-            rejected += 1
+            rejected.append({"item": i, "finish": r.finish, "error": r.error})
             continue
         rows.append(
             {
@@ -83,4 +85,4 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
                 "kind": kind,
             }
         )
-    return {"rows": rows, "rejected": rejected}, {}
+    return {"rows": rows, "rejected": len(rejected)}, {"rejected": rejected}
