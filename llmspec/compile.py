@@ -187,7 +187,10 @@ class _Compiler:
         path = self.root / d.path
         fmt = data.dataset_format(d.path, d.format)
         file_digest = self.cache.file(path)
-        rows = [digest(r) for r in data.read_rows(path, fmt, shown_path(path))]
+        rows = self.cache.rows(file_digest)
+        if rows is None:  # hashing 100k rows on every plan would be slow: once per file content
+            rows = [digest(r) for r in data.read_rows(path, fmt, shown_path(path))]
+            self.cache.set_rows(file_digest, rows)
         shards = [
             (i, min(i + d.shard_rows, len(rows)), digest(rows[i : i + d.shard_rows]))
             for i in range(0, len(rows), d.shard_rows)
@@ -253,8 +256,7 @@ class _Compiler:
             return self.jobs[jid]
         d = self.p.datasets[name]
         g = d.generate
-        if f"index.{g.from_}" in self.jobs or True:
-            idx = self.index(g.from_)
+        idx = self.index(g.from_)
         fact = self.model_fact(g.model)
         self.facts["datasets"][name] = {"generated": True, "rows": g.count}
         return self.add(

@@ -72,6 +72,30 @@ class HashCache:
         self.dirty = True
         return d
 
+    def _rows_path(self, file_digest: str) -> Path | None:
+        if self.path is None:
+            return None
+        return self.path.parent / "rows" / f"{short(file_digest, 64)}.json"
+
+    def rows(self, file_digest: str) -> list[str] | None:
+        """The row digests of a dataset file, by the file's digest, when cached."""
+        p = self._rows_path(file_digest)
+        if p is None or not p.is_file():
+            return None
+        try:
+            rows = json.loads(p.read_text())
+        except (ValueError, OSError):
+            return None
+        return rows if isinstance(rows, list) else None
+
+    def set_rows(self, file_digest: str, rows: list[str]) -> None:
+        p = self._rows_path(file_digest)
+        if p is not None:
+            try:
+                write_atomic(p, json.dumps(rows).encode(), durable=False)
+            except OSError:
+                pass  # a read-only checkout still plans; it only hashes again next time
+
     def save(self) -> None:
         if self.path is not None and self.dirty:
             write_atomic(self.path, json.dumps(self.entries, sort_keys=True).encode())
