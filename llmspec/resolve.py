@@ -113,7 +113,7 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
             _check_regex(c, pr.output.regex, ("prompts", name, "output", "regex"))
         for part in ("system", "template"):
             _check_template(c, getattr(pr, part), ("prompts", name, part))
-        if pr.output is not None:
+        if pr.output is not None and name in _decoded_locally(p):
             _check_enforceable(c, name, pr.output, schemas)
 
     for name, k in p.knowledge.items():
@@ -330,6 +330,30 @@ def _check_regex(c: _Checker, pattern: str, path: KeyPath) -> None:
         c.error("E035", f"invalid regular expression: {e}", path)
 
 
+def _decoded_locally(p: Project) -> set[str]:
+    """Prompts that some suite or deployment runs on a model decoded with token masks."""
+    local = {n for n, m in p.models.items() if m.provider in ("transformers", "llamacpp")}
+    used = {s.prompt for s in p.suites.values() if local & set(s.models)}
+    return used | {d.prompt for d in p.deployments.values() if d.model in local}
+
+
+def _keyword_path(schema: Any, names: list[str], path: tuple = ()) -> tuple | None:
+    """Where in a schema the first of `names` appears as a key."""
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            if k in names:
+                return path + (k,)
+            found = _keyword_path(v, names, path + (k,))
+            if found:
+                return found
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            found = _keyword_path(v, names, path + (i,))
+            if found:
+                return found
+    return None
+
+
 def _check_enforceable(c: _Checker, prompt: str, output: Any, schemas: dict) -> None:
     try:
         from llmspec.providers.constrained import check_enforceable
@@ -347,11 +371,18 @@ def _check_enforceable(c: _Checker, prompt: str, output: Any, schemas: dict) -> 
         constraint, path = {"choice": list(output.choice)}, ("prompts", prompt, "output", "choice")
     problem = check_enforceable(constraint)
     if problem:
+        key = False
+        if output.schema_ is not None and set(c.p.schemas[output.schema_]) != {"file"}:
+            names = re.findall(r'"([^"]+)"', problem.partition("Unimplemented keys:")[2])
+            where = _keyword_path(constraint["json_schema"], names) if names else None
+            if where:
+                path, key = path + where, True
         c.error(
             "E036",
             f"output of prompt `{prompt}` cannot be enforced while decoding: {problem}",
             path,
             "simplify the schema, or drop the unsupported keyword",
+            key=key,
         )
 
 

@@ -99,7 +99,7 @@ def grammar_for(constraint: Mapping[str, Any] | None) -> str | None:
         if not isinstance(value, Mapping | bool):
             raise ValueError(f"json_schema must be an object, got {type(value).__name__}")
         return LLMatcher.grammar_from_json_schema(
-            json.dumps(_plain(value)), defaults=dict(_JSON_DEFAULTS)
+            json.dumps(drop_annotation_formats(_plain(value))), defaults=dict(_JSON_DEFAULTS)
         )
     if kind == "regex":
         if not isinstance(value, str):
@@ -117,6 +117,41 @@ def grammar_for(constraint: Mapping[str, Any] | None) -> str | None:
         lark = "start: " + " | ".join(json.dumps(c, ensure_ascii=False) for c in value)
         return LLMatcher.grammar_from_lark(lark)
     raise ValueError(f"unknown constraint kind {kind!r}; known: json_schema, regex, choice")
+
+
+# `format` values llguidance enforces. In JSON Schema 2020-12 `format` is an annotation, and
+# llmspec's after-the-fact check does not assert it either, so any other value is dropped
+# rather than making the whole schema unenforceable.
+ENFORCED_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_DATA_KEYWORDS = ("enum", "const", "default", "examples")
+
+
+def drop_annotation_formats(schema: Any) -> Any:
+    """A copy of `schema` without the `format`s llguidance cannot enforce.
+
+    >>> drop_annotation_formats({"type": "string", "format": "uri"})
+    {'type': 'string'}
+    >>> drop_annotation_formats({"properties": {"format": {"format": "date"}}})
+    {'properties': {'format': {'format': 'date'}}}
+    """
+    if isinstance(schema, list):
+        return [drop_annotation_formats(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "format" and isinstance(value, str) and value not in ENFORCED_FORMATS:
+            continue
+        if key in _DATA_KEYWORDS:
+            out[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: drop_annotation_formats(sub) for name, sub in value.items()}
+        else:
+            out[key] = drop_annotation_formats(value)
+    return out
 
 
 def _plain(value: Any) -> Any:

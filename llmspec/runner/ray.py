@@ -65,6 +65,7 @@ class RayRunner:
         self.where = where
         self.started = False
         self.pools: dict[str, list[Any]] = {}
+        self.shapes: dict[str, tuple[int, float, float]] = {}
         self.ctx_ref: Any = None
 
     # -- Ray lifecycle -----------------------------------------------------------------------
@@ -101,16 +102,22 @@ class RayRunner:
             return
         import ray
 
-        for pool in self.pools.values():
-            for actor in pool:
-                ray.kill(actor, no_restart=True)
-        self.pools = {}
-        self.ctx_ref = None
+        self._drop_pools()
         if self.started and ray.is_initialized():
             ray.shutdown()
             self.started = False
 
     # -- pools -------------------------------------------------------------------------------
+
+    def _drop_pools(self) -> None:
+        import ray
+
+        for pool in self.pools.values():
+            for actor in pool:
+                ray.kill(actor, no_restart=True)
+        self.pools = {}
+        self.shapes = {}
+        self.ctx_ref = None
 
     def _plan_pools(self, graph: Any, jobs: list[Any]) -> dict[str, tuple[int, float, float]]:
         """(replicas, cpus, gpus) per pool; model pools share what `reserve_cpus` leaves."""
@@ -141,7 +148,11 @@ class RayRunner:
     def _pool(self, name: str, shape: tuple[int, float, float]) -> list[Any]:
         import ray
 
+        if name in self.pools and self.shapes.get(name) != shape:
+            for actor in self.pools.pop(name):  # the spec asks for other resources now
+                ray.kill(actor, no_restart=True)
         if name not in self.pools:
+            self.shapes[name] = shape
             replicas, cpus, gpus = shape
             cls = ray.remote(_Worker).options(
                 num_cpus=cpus,
@@ -175,6 +186,8 @@ class RayRunner:
         if not jobs:
             return
         self.start()
+        if self.ctx_ref is not None and self.ctx_ref.project is not graph.resolved:
+            self._drop_pools()  # another project: its actors hold the old context
         if self.ctx_ref is None:
             # by value, not ray.put: a restarted actor must be able to rebuild its context
             self.ctx_ref = JobContext(graph.resolved)

@@ -130,13 +130,17 @@ suites:
 
 
 def _worker_pids() -> list[int]:
+    """Workers of this test's own Ray (descendants of this process) busy with a job; never
+    another session's."""
     import psutil
 
     out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "ray::_Worker.run" in cmd:
-            out.append(p.info["pid"])
+    for p in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if "ray::_Worker.run" in " ".join(p.cmdline()):
+                out.append(p.pid)
+        except psutil.Error:
+            continue
     return out
 
 
