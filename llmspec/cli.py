@@ -318,9 +318,11 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
 @click.option(
     "--runner",
     "runner_name",
-    default="inline",
+    envvar="LLMSPEC_RUNNER",
+    default="local",
     show_default=True,
-    help="Where jobs run: `inline` (this process).",
+    help="`local`: an embedded Ray (or the cluster in RAY_ADDRESS); `inline`: this process, "
+    "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @_handle_errors
@@ -335,6 +337,8 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
     Examples:
       llmspec apply specs/
       llmspec apply specs/ --plan plan.json
+      llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
+      RAY_ADDRESS=ray://head:10001 llmspec apply specs/ --runner local
     """
     from llmspec.apply import apply_plan, check_saved_plan
     from llmspec.lock import lock_digest, read_lock

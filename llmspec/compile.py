@@ -26,7 +26,7 @@ from llmspec.metrics import METRICS
 from llmspec.resolve import ResolvedProject
 
 # Bump a kind's version when its implementation changes what it produces.
-JOB_VERSIONS = {"index": 1, "testgen": 1, "generate": 1, "score": 1, "gate": 1, "deploy": 1}
+JOB_VERSIONS = {"index": 2, "testgen": 1, "generate": 1, "score": 1, "gate": 1, "deploy": 1}
 KINDS = tuple(JOB_VERSIONS)
 TOOLCHAIN = ("guidance", "llguidance", "transformers", "torch", "ray", "sentence-transformers")
 

@@ -56,8 +56,10 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
         from llmspec.jobs.index import retrieve
 
         k = spec.knowledge[p["retrieve"]]
+        index_id = f"index.{p['retrieve']}"
         contexts = retrieve(
-            deps[f"index.{p['retrieve']}"],
+            deps[index_id],
+            deps.meta[index_id]["embeddings"],
             [query_of(r) for r in rows],
             ctx.embedder(k.embed),
             k.top_k,

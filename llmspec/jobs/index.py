@@ -82,18 +82,26 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
             for start, piece in chunk_text(str(value), k.chunk.size, k.chunk.overlap):
                 chunks.append({"source": f"{k.source.dataset}#{i}", "start": start, "text": piece})
     vectors = embed(ctx.embedder(k.embed), [c["text"] for c in chunks])
-    return {"embed": k.embed, "chunks": chunks, "embeddings": vectors}, {"chunks": len(chunks)}
+    # The vectors go to `meta`, outside the output's digest: their last bits depend on the
+    # CPU and thread count (a Ray worker with one thread sums in another order), while the
+    # chunks and the embedding model, which fix them, are the output.
+    return {"embed": k.embed, "chunks": chunks}, {"embeddings": vectors, "chunks": len(chunks)}
 
 
 def retrieve(
-    index: dict[str, Any], queries: list[str], embedder: Any, top_k: int
+    index: dict[str, Any],
+    vectors: list[list[float]],
+    queries: list[str],
+    embedder: Any,
+    top_k: int,
 ) -> list[list[str]]:
-    """The `top_k` chunks nearest to each query (cosine), best first; ties by chunk order."""
+    """The `top_k` chunks nearest to each query (cosine), best first; ties by chunk order.
+    `index` is an index job's output, `vectors` the embeddings in its meta."""
     import numpy as np
 
     if not index["chunks"]:
         return [[] for _ in queries]
-    mat = np.asarray(index["embeddings"], dtype=np.float32)
+    mat = np.asarray(vectors, dtype=np.float32)
     q = np.asarray(embed(embedder, queries), dtype=np.float32)
     scores = q @ mat.T
     out = []
