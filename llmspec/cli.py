@@ -388,16 +388,11 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
 
 
 def _runner(name: str, root: Any) -> Any:
+    from llmspec.runner import make_runner
     from llmspec.runner.profile import load_profile
 
     profile = load_profile(name, root)
-    if profile.runner == "inline":
-        from llmspec.runner.inline import InlineRunner
-
-        return InlineRunner()
-    from llmspec.runner.ray import RayRunner
-
-    return RayRunner(profile, where=f"--runner {name}")
+    return make_runner(profile.runner, profile=profile, where=f"--runner {name}")
 
 
 class _Progress:

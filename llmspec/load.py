@@ -349,8 +349,8 @@ def _merge_keys(mapping: dict, loc: Loc, fail: Any) -> dict:
     return out
 
 
-def load_file(path: Path, root: Path) -> SourceFile:
-    """Read and parse one spec file; its path is shown relative to `root`."""
+def load_file(path: Path) -> SourceFile:
+    """Read and parse one spec file; its path is shown relative to the current folder."""
     shown = shown_path(path)
     try:
         size = path.stat().st_size
@@ -408,12 +408,11 @@ def load_files(root: str | Path = ".") -> tuple[SourceFile, ...]:
     """Load every spec file of a project, collecting the errors of all files."""
     root = Path(root)
     paths = spec_paths(root)
-    base = root if root.is_dir() else root.parent
     files: list[SourceFile] = []
     diagnostics: list[Diagnostic] = []
     for p in paths:
         try:
-            files.append(load_file(p, base))
+            files.append(load_file(p))
         except LlmspecError as e:
             diagnostics.extend(e.diagnostics)
     if diagnostics:

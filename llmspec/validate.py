@@ -45,10 +45,6 @@ class Sources:
         f = self.file_for(path)
         return f.raw.get(tuple(path)) if f else None
 
-    @property
-    def texts(self) -> dict[str, str]:
-        return {f.path: f.text for f in self.files}
-
 
 @dataclass(frozen=True)
 class ValidProject:

@@ -73,7 +73,7 @@ def load_profile(name: str, root: Path) -> RunnerProfile:
 def _read(path: Path) -> RunnerProfile:
     from llmspec.load import load_file
 
-    f = load_file(path, path.parent)
+    f = load_file(path)
     try:
         return RunnerProfile.model_validate(f.data or {})
     except ValidationError as e:
