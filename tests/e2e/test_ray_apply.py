@@ -188,3 +188,63 @@ def test_killed_worker_is_retried_without_duplicate_rows(
     ]
     done = [e["job"] for e in events if e.get("event") == "done"]
     assert len(done) == len(set(done))
+
+
+def test_ctrl_c_on_ray_keeps_finished_shards_and_resumes(tmp_path: Path, tiny_model_dir: Path):
+    """SIGINT to `llmspec apply` on the embedded Ray: exit 130, finished shards in the lock,
+    the next apply runs only the rest."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "interrupted"
+    project.mkdir()
+    (project / "llmspec.yaml").write_text(KILL_SPEC.replace("shard_rows: 8", "shard_rows: 4"))
+    (project / "rows.jsonl").write_text(
+        "".join(json.dumps({"i": i, "question": f"where is parcel {i}?"}) + "\n" for i in range(48))
+    )
+    shutil.copytree(tiny_model_dir, project / "models" / "tiny")
+    env = dict(os.environ, LLMSPEC_RUNNER="local")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmspec.cli", "apply", str(project), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs = project / ".llmspec" / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = (
+            [
+                line
+                for f in runs.glob("*.jsonl")
+                for line in f.read_text().splitlines()
+                if '"event": "done"' in line
+            ]
+            if runs.is_dir()
+            else []
+        )
+        if len(done) >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Interrupted" in out
+    lock = json.loads((project / "llmspec.lock").read_text())
+    finished = {j for j in lock["jobs"] if j.startswith("generate.")}
+    assert 2 <= len(finished) < 12
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "llmspec.cli", "apply", str(project), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    events = [json.loads(line) for f in runs.glob("*.jsonl") for line in f.read_text().splitlines()]
+    done = [e["job"] for e in events if e.get("event") == "done"]
+    assert len(done) == len(set(done))  # nothing that finished ran again
+    assert len(json.loads((project / "llmspec.lock").read_text())["jobs"]) == 14
