@@ -278,6 +278,11 @@ class RayRunner:
                 o = Outcome(job.id, "skipped", error="a dependency did not finish")
                 on_outcome(o)
         except KeyboardInterrupt:
+            # Stop what has not started; close() kills the actors and so whatever runs.
+            # (Ray refuses force=True for actor tasks.)
             for ref in in_flight:
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - best effort while shutting down
+                    pass
             raise
