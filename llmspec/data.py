@@ -88,3 +88,31 @@ def common_columns(rows: Iterator[dict[str, Any]], limit: int = 100_000) -> tupl
         if n >= limit:
             break
     return cols or set(), n
+
+
+def jsonl_offsets(path: Path) -> list[int]:
+    """Byte offsets of the non-blank lines of a JSONL file: row i starts at offsets[i]."""
+    offsets = []
+    pos = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                offsets.append(pos)
+            pos += len(line)
+    return offsets
+
+
+def read_jsonl_range(path: Path, offsets: list[int], start: int, end: int) -> list[dict[str, Any]]:
+    """Rows `start:end` of a JSONL file, read from its offset without reading the rest."""
+    rows: list[dict[str, Any]] = []
+    if start >= len(offsets):
+        return rows
+    with path.open("rb") as fh:
+        fh.seek(offsets[start])
+        while len(rows) < end - start:
+            line = fh.readline()
+            if not line:
+                break
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows

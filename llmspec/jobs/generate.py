@@ -24,7 +24,7 @@ def shard_rows(job: Any, deps: dict[str, Any], ctx: Any) -> list[dict[str, Any]]
     start, end = p["start"], p["end"]
     if d.generate is not None:
         return deps[f"testgen.{p['dataset']}"]["rows"][start:end]
-    rows = ctx.rows(p["dataset"])[start:end]
+    rows = ctx.shard(p["dataset"], start, end)
     if digest([digest(r) for r in rows]) != p["rows"]:
         raise JobError(f"dataset `{p['dataset']}` changed since the plan was made; plan again")
     return rows

@@ -8,34 +8,42 @@ from llmspec.lock import rounded
 from llmspec.metrics import METRICS, load_metric
 
 
-def mean(values: list[float | None]) -> float | None:
-    xs = [v for v in values if v is not None]
-    return sum(xs) / len(xs) if xs else None
-
-
 def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
+    """Metrics shard by shard: one shard's rows in memory at a time, means accumulated."""
     p = job.params
     suite = ctx.project.spec.suites[p["suite"]]
     constraint = ctx.project.constraint(suite.prompt)
-    rows: list[dict[str, Any]] = []
+    metrics = {name: load_metric(name) for name in p["metrics"]}
+    sums = {name: 0.0 for name in metrics}
+    counts = {name: 0 for name in metrics}
+    per_row: list[dict[str, Any]] = []
+    n = errors = truncated = 0
     for dep_id in job.deps:
         latency = iter(deps.meta.get(dep_id, {}).get("latency", []))
+        rows = []
         for r in deps[dep_id]["rows"]:
             seconds = next(latency, None) if r["finish"] != "error" or r["output"] else None
             rows.append(r | {"seconds": seconds})
-    values = {name: load_metric(name)(rows, constraint) for name in p["metrics"]}
-    stable = {n: v for n, v in values.items() if METRICS[n].deterministic}
-    varying = {n: v for n, v in values.items() if not METRICS[n].deterministic}
+        values = {name: fn(rows, constraint) for name, fn in metrics.items()}
+        for name, vs in values.items():
+            xs = [v for v in vs if v is not None]
+            sums[name] += sum(xs)
+            counts[name] += len(xs)
+        for i, r in enumerate(rows):
+            entry = {"row": r["row"], "repeat": r["repeat"]}
+            for name, vs in values.items():
+                if METRICS[name].deterministic:
+                    entry[name] = rounded(vs[i], 4)
+            per_row.append(entry)
+        n += len(rows)
+        errors += sum(1 for r in rows if r["finish"] == "error")
+        truncated += sum(1 for r in rows if r["finish"] == "length")
+    means = {name: rounded(sums[name] / counts[name]) if counts[name] else None for name in metrics}
     output = {
-        "metrics": {n: rounded(mean(v)) for n, v in stable.items()},
-        "rows": len(rows),
-        "errors": sum(1 for r in rows if r["finish"] == "error"),
-        "truncated": sum(1 for r in rows if r["finish"] == "length"),
-        "per_row": [
-            {"row": r["row"], "repeat": r["repeat"]}
-            | {n: rounded(v[i], 4) for n, v in stable.items()}
-            for i, r in enumerate(rows)
-        ],
+        "metrics": {k: v for k, v in means.items() if METRICS[k].deterministic},
+        "rows": n,
+        "errors": errors,
+        "truncated": truncated,
+        "per_row": per_row,
     }
-    meta = {"metrics": {n: rounded(mean(v)) for n, v in varying.items()}}
-    return output, meta
+    return output, {"metrics": {k: v for k, v in means.items() if not METRICS[k].deterministic}}

@@ -32,11 +32,8 @@ class InlineRunner:
                 finished[job.id] = early
                 on_outcome(early)
                 continue
-            deps = Deps({}, {})
-            for d in job.deps:
-                out, meta = output_of(d)  # from the store: finished jobs are written at once
-                deps[d] = out
-                deps.meta[d] = meta
+            # read from the store when the job asks: finished jobs are written at once
+            deps = Deps(job.deps, output_of)
             on_start(job.id)
             outcome = execute(job, deps, self.ctx)
             finished[job.id] = outcome

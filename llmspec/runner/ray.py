@@ -39,10 +39,7 @@ class _Worker:
         self._torch_threads_set = False
 
     def run(self, job: Any, ids: list[str], *values: tuple[Any, dict]) -> Outcome:
-        deps = Deps(
-            {i: v[0] for i, v in zip(ids, values, strict=True)},
-            {i: v[1] for i, v in zip(ids, values, strict=True)},
-        )
+        deps = Deps.of(dict(zip(ids, values, strict=True)))
         if not self._torch_threads_set:
             try:
                 import torch

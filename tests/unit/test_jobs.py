@@ -96,6 +96,7 @@ def test_http_target_posts_the_manifest_with_the_token(tmp_path: Path, monkeypat
         assert r.exit_code == 0, r.output
     finally:
         server.shutdown()
+        server.server_close()
     auth, body = _Hook.received[-1]
     assert auth == "Bearer tok-123" and body["deployment"] == "prod"
     assert "tok-123" not in (root / "llmspec.lock").read_text()
