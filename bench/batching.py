@@ -30,17 +30,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TICKET = {
-    "type": "object",
-    "properties": {
-        "category": {"enum": ["billing", "shipping", "refund", "account", "other"]},
-        "priority": {"type": "integer", "minimum": 1, "maximum": 5},
-        "summary": {"type": "string", "maxLength": 24},
-        "needs_human": {"type": "boolean"},
-    },
-    "required": ["category", "priority", "summary", "needs_human"],
-    "additionalProperties": False,
-}
+from _tiny import TICKET  # noqa: E402 - the schema the Ray benchmarks use too
+
 PRODUCT = {
     "$defs": {
         "price": {
