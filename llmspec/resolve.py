@@ -106,6 +106,7 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
         _check_model(c, name, m)
 
     schemas = {name: _load_schema(c, name, s) for name, s in p.schemas.items()}
+    decoded_locally = _decoded_locally(p)
     for name, pr in p.prompts.items():
         if pr.output and pr.output.schema_ is not None:
             c.ref("schemas", pr.output.schema_, ("prompts", name, "output", "schema"))
@@ -113,7 +114,7 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
             _check_regex(c, pr.output.regex, ("prompts", name, "output", "regex"))
         for part in ("system", "template"):
             _check_template(c, getattr(pr, part), ("prompts", name, part))
-        if pr.output is not None and name in _decoded_locally(p):
+        if pr.output is not None and name in decoded_locally:
             _check_enforceable(c, name, pr.output, schemas)
 
     for name, k in p.knowledge.items():
@@ -156,6 +157,14 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
             c.ref("suites", s, base + ("requires", i))
         for i, s in enumerate(dep.after):
             c.ref("deployments", s, base + ("after", i))
+        t = dep.target
+        if t is not None and t.kind == "http" and t.token and not ENV_REF.fullmatch(t.token):
+            c.error(
+                "E051",
+                f"`token` of deployment `{name}` must be a `${{env:NAME}}` reference",
+                base + ("target", "token"),
+                "never write a secret into a spec: set it in the environment and reference it",
+            )
 
     _check_cycles(c)
     if c.diags:
@@ -230,14 +239,6 @@ def _check_model(c: _Checker, name: str, m: Any) -> None:
             base + ("base_url",),
             "e.g. http://127.0.0.1:8000/v1",
         )
-    for dep_name, dep in c.p.deployments.items():
-        t = dep.target
-        if t is not None and t.kind == "http" and t.token and not ENV_REF.fullmatch(t.token):
-            c.error(
-                "E051",
-                f"`token` of deployment `{dep_name}` must be a `${{env:NAME}}` reference",
-                ("deployments", dep_name, "target", "token"),
-            )
 
 
 def _check_path(
