@@ -34,6 +34,7 @@ class ApplyReport:
     gates_failed: list[str] = field(default_factory=list)
     lock_written: bool = False
     interrupted: bool = False
+    lock: Lock | None = None  # the lock as written at the end
 
     @property
     def ok(self) -> bool:
@@ -144,8 +145,8 @@ def apply_plan(
         report.interrupted = True
         log.write({"event": "interrupted"})
     finally:
-        new = update_lock(read_lock(root), graph, store, digests, gates)
-        report.lock_written = write_lock(root, new)
+        report.lock = update_lock(read_lock(root), graph, store, digests, gates)
+        report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
 

@@ -341,7 +341,7 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
       RAY_ADDRESS=ray://head:10001 llmspec apply specs/ --runner local
     """
     from llmspec.apply import apply_plan, check_saved_plan
-    from llmspec.lock import lock_digest, read_lock
+    from llmspec.lock import lock_digest
     from llmspec.plan import SavedPlan, render_text
     from llmspec.store import RunLock
 
@@ -376,7 +376,7 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
                 report = apply_plan(the_plan, graph, store, runner, progress)
         finally:
             runner.close()
-    lock = read_lock(root)
+    lock = report.lock
     failing = sorted(name for name, s in (lock.suites.items() if lock else []) if not s.passed)
     click.echo(_apply_summary(report, failing))
     if report.interrupted:

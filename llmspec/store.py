@@ -47,9 +47,6 @@ class Store:
         h = key.split(":", 1)[-1]
         return self.objects / h[:2] / f"{h}.json"
 
-    def has(self, key: str) -> bool:
-        return self._path(key).is_file()
-
     def keys(self) -> set[str]:
         if not self.objects.is_dir():
             return set()

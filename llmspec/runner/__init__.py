@@ -62,7 +62,7 @@ def blocked_by(job: Any, finished: dict[str, Outcome]) -> Outcome | None:
         o = finished.get(dep)
         if o is None or o.status == "done":
             continue
-        if o.status == "blocked" or (o.status == "skipped" and o.error and "gate" in o.error):
+        if o.status == "blocked":  # a failed gate blocks everything downstream of it
             return Outcome(job.id, "blocked", error=o.error)
         return Outcome(job.id, "skipped", error=f"depends on {dep}, which {o.status}")
     return None
