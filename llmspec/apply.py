@@ -3,7 +3,8 @@
 A job's output goes to the store the moment it finishes; the lock is written once, atomically,
 at the end (also after failures and Ctrl-C, for the jobs that did finish). A crash at any
 moment leaves the old lock or the new one, and the next apply finds every finished job in the
-store by key and does not run it again.
+store by key and does not run it again. The lock records only what finished: a job that did not
+run keeps its old entry, and a fact keeps its old value until a job that reads it has run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from llmspec.compile import JobGraph, toolchain
 from llmspec.errors import LlmspecError, Loc
-from llmspec.lock import GateResult, Lock, LockedJob, SuiteResult, read_lock, rounded, write_lock
+from llmspec.lock import FACT_SECTIONS, Lock, LockedJob, read_lock, write_lock
 from llmspec.plan import Plan, SavedPlan, graph_digest
 from llmspec.runner import Outcome, Runner
 from llmspec.store import Store
@@ -71,47 +72,44 @@ def apply_plan(
     store: Store,
     runner: Runner,
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
+    stored: set[str] | None = None,
 ) -> ApplyReport:
     """Run the jobs the plan says to run; store each result; write the lock at the end."""
-    root = graph.resolved.root
+    from llmspec.jobs import kind as record
+
+    root = graph.root
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
+    old_lock = read_lock(root)
+    stored = store.keys() if stored is None else stored
     todo = set(plan.to_run)
-    for change in plan.changes:
-        if change.cached:  # the store holds it already (an interrupted apply, a revert)
-            report.reused.append(change.job_id)
-    # What the lock will record, gathered once: reading a large store twice would double the
-    # cost of an apply with little to do.
-    digests: dict[str, str] = {}
-    gates: dict[str, Any] = {}
-
-    def remember(key: str, kind: str, output: Any, digest: str) -> None:
-        digests[key] = digest
-        if kind == "gate":
-            gates[key] = output
-
+    results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
     jobs = []
     for job in graph.jobs.values():
-        # Read the entry, not just its name: an entry cut short by a power cut (the store is
-        # not fsynced) or removed since the plan counts as missing, and its job runs again.
-        stored = store.get(job.key)
-        if stored is not None:
-            remember(job.key, job.kind, stored.output, stored.digest)
-        if job.id not in todo:
-            if stored is None:  # the plan counted on this stored result (it went by file names)
+        always = record(job.kind).cache == "always"
+        if job.id in todo or always:
+            if job.key in stored and not always:
+                report.reused.append(job.id)  # finished by an earlier, interrupted apply
+                emit("reused", job.id, None)
+            else:
                 jobs.append(job)
-            continue
-        if stored is not None:
-            report.reused.append(job.id)  # finished by an earlier, interrupted apply
-            emit("reused", job.id, None)
-        else:
-            jobs.append(job)
+        elif job.key not in stored:
+            jobs.append(job)  # the plan counted on a result this store does not have
+    for change in plan.changes:
+        if change.cached and change.job_id not in report.reused:
+            report.reused.append(change.job_id)  # the store holds it already (a revert)
     log = RunLog(store.root / "runs")
 
     def output_of(job_id: str) -> tuple[Any, dict]:
         s = store.get(graph.jobs[job_id].key)
         if s is None:
-            raise LlmspecError.one("E090", f"result of {job_id} is missing from the store")
+            job = graph.jobs[job_id]
+            raise LlmspecError.one(
+                "E090",
+                f"the result of {job_id} is missing from the store",
+                job.loc,
+                "run apply again: the job runs anew",
+            )
         return s.output, s.meta
 
     def on_start(job_id: str) -> None:
@@ -122,10 +120,10 @@ def apply_plan(
         job = graph.jobs[o.job_id]
         if o.status == "done":
             put = store.put(job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds})
-            remember(job.key, job.kind, o.output, put.digest)
+            results[job.id] = (put.digest, o.output)
             report.done.append(job.id)
             if job.kind == "gate" and not o.output.get("passed", True):
-                report.gates_failed.append(job.params["suite"])
+                report.gates_failed.append(job.id.removeprefix("gate."))
         else:
             getattr(report, o.status)[job.id] = o.error or o.status
         log.write(
@@ -140,12 +138,13 @@ def apply_plan(
         emit(o.status, job.id, o)
 
     try:
-        runner.run(graph, jobs, output_of, on_start, on_outcome)
+        if jobs:
+            runner.run(graph, jobs, output_of, on_start, on_outcome)
     except KeyboardInterrupt:
         report.interrupted = True
         log.write({"event": "interrupted"})
     finally:
-        report.lock = update_lock(read_lock(root), graph, store, digests, gates)
+        report.lock = update_lock(old_lock, graph, store, results)
         report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
@@ -155,80 +154,118 @@ def update_lock(
     old: Lock | None,
     graph: JobGraph,
     store: Store,
-    digests: dict[str, str] | None = None,
-    gates: dict[str, Any] | None = None,
+    results: dict[str, tuple[str, Any]] | None = None,
 ) -> Lock:
-    """The lock after an apply: finished jobs take their new keys, unfinished keep the old.
+    """The lock after an apply. A job whose key is finished (run now, or in the store) takes
+    its new entry; any other keeps its old one. A fact takes its new value once some job that
+    reads it has its new entry (or when no job reads it); until then it keeps its old value,
+    so the lock never claims an input that nothing ran with.
 
-    `digests` (key -> output digest) and `gates` (key -> gate output) are what apply already
-    read or wrote; without them the store is read.
-    """
-    if digests is None:
-        digests, gates = {}, {}
-        for job in graph.jobs.values():
-            s = store.get(job.key)
-            if s is not None:
-                digests[job.key] = s.digest
-                if job.kind == "gate":
-                    gates[job.key] = s.output
-    gates = gates or {}
+    `results` (job id -> (output digest, output)) are the outputs of this apply; the store is
+    read only for jobs finished earlier that the old lock does not record."""
+    from llmspec.jobs import kind as record
+
+    results = dict(results or {})
     jobs: dict[str, LockedJob] = {}
-    suites: dict[str, SuiteResult] = {}
+    sections: dict[str, dict[str, Any]] = {}
     for job in graph.jobs.values():
-        if job.key in digests:
-            jobs[job.id] = LockedJob(
-                kind=job.kind, key=job.key, inputs=job.inputs, output=digests[job.key]
-            )
-            if job.kind == "gate":
-                suites[job.params["suite"]] = _suite_result(gates[job.key])
-        elif old is not None and job.id in old.jobs:
-            jobs[job.id] = old.jobs[job.id]
-            suite = job.params.get("suite")
-            if job.kind == "gate" and suite in old.suites:
-                suites[suite] = old.suites[suite]
-    f = graph.facts
+        rec = record(job.kind)
+        prev = old.jobs.get(job.id) if old else None
+        entry = None
+        output: Any = None
+        if job.id in results:
+            digest, output = results[job.id]
+        elif prev is not None and prev.key == job.key:
+            digest = prev.output
+        else:
+            s = store.get(job.key)
+            digest, output = (s.digest, s.output) if s is not None else (None, None)
+        if digest is not None:
+            entry = LockedJob(kind=job.kind, key=job.key, inputs=job.lock_inputs(), output=digest)
+        elif prev is not None:
+            jobs[job.id] = prev  # not run: its old entry stays, with its old results
+            if rec.lock_section and rec.lock_name and old is not None:
+                name = rec.lock_name(job)
+                if name in old.section(rec.lock_section):
+                    sections.setdefault(rec.lock_section, {})[name] = old.section(rec.lock_section)[
+                        name
+                    ]
+            continue
+        else:
+            continue
+        jobs[job.id] = entry
+        if rec.lock_section and rec.lock_name and rec.lock_entry:
+            name = rec.lock_name(job)
+            if output is None and old is not None and prev is not None and prev.key == job.key:
+                value = old.section(rec.lock_section).get(name)
+                if value is None:
+                    s = store.get(job.key)
+                    value = rec.lock_entry(job, s.output) if s is not None else None
+            else:
+                value = rec.lock_entry(job, output) if output is not None else None
+            if value is not None:
+                sections.setdefault(rec.lock_section, {})[name] = value
+    facts = _facts(old, graph, jobs)
+    facts["models"] = _with_observed(facts["models"], graph, store, jobs, old)
     return Lock(
         project=graph.project,
         toolchain=toolchain(),
-        models=_with_observed(f["models"], graph, store),
-        prompts=f["prompts"],
-        schemas=f["schemas"],
-        datasets=f["datasets"],
-        knowledge=f["knowledge"],
         jobs=jobs,
-        suites=suites,
+        sections={k: dict(sorted(v.items())) for k, v in sorted(sections.items())},
+        **facts,
     )
 
 
-def _with_observed(models: dict[str, Any], graph: JobGraph, store: Store) -> dict[str, Any]:
-    """Remote models: what the server said it was (model id, system fingerprint), so a lock
-    diff shows a model that changed behind the same name."""
-    seen: dict[str, dict[str, set[str]]] = {}
+def _facts(old: Lock | None, graph: JobGraph, jobs: dict[str, LockedJob]) -> dict[str, Any]:
+    readers: dict[tuple[str, str], list[Any]] = {}
     for job in graph.jobs.values():
-        if job.kind != "generate" or models[job.params["model"]]["provider"] != "openai":
-            continue
-        s = store.get(job.key)
-        for k, values in ((s.meta.get("observed") or {}) if s else {}).items():
-            seen.setdefault(job.params["model"], {}).setdefault(k, set()).update(values)
-    if not seen:
-        return models
-    out = dict(models)
-    for name, obs in seen.items():
-        out[name] = models[name] | {"observed": {k: sorted(v) for k, v in sorted(obs.items())}}
+        for section, name, _keys in job.origin.values():
+            readers.setdefault((section, name), []).append(job)
+    out: dict[str, Any] = {}
+    for section in FACT_SECTIONS:
+        new = graph.facts.get(section, {})
+        before = getattr(old, section) if old else {}
+        merged = {}
+        for name, value in new.items():
+            who = readers.get((section, name), [])
+            current = not who or any(j.id in jobs and jobs[j.id].key == j.key for j in who)
+            if current:
+                merged[name] = value
+            elif name in before:
+                merged[name] = before[name]
+        out[section] = dict(sorted(merged.items()))
     return out
 
 
-def _suite_result(out: dict[str, Any]) -> SuiteResult:
-    return SuiteResult(
-        passed=out["passed"],
-        metrics={m: {k: rounded(v) for k, v in vals.items()} for m, vals in out["metrics"].items()},
-        gates=[
-            GateResult(
-                gate=r["gate"], model=r["model"], value=rounded(r["value"]), passed=r["passed"]
-            )
-            for r in out["results"]
-        ],
-    )
+def _with_observed(
+    models: dict[str, Any], graph: JobGraph, store: Store, jobs: dict[str, LockedJob],
+    old: Lock | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Remote models: what the server said it was (model id, system fingerprint), so a lock
+    diff shows a model that changed behind the same name."""
+    from llmspec.providers import PROVIDERS
+
+    seen: dict[str, dict[str, set[str]]] = {}
+    for job in graph.jobs.values():
+        origin = job.origin.get("model")
+        if job.kind != "generate" or origin is None:
+            continue
+        name = origin[1]
+        if name not in models or PROVIDERS[models[name]["provider"]].local:
+            continue
+        if job.id not in jobs or jobs[job.id].key != job.key:
+            continue
+        s = store.get(job.key)
+        for k, values in ((s.meta.get("observed") or {}) if s else {}).items():
+            seen.setdefault(name, {}).setdefault(k, set()).update(values)
+    out = dict(models)
+    for name, obs in seen.items():
+        out[name] = models[name] | {"observed": {k: sorted(v) for k, v in sorted(obs.items())}}
+    for name, fact in models.items():  # keep what an earlier apply observed
+        if name not in seen and old is not None and "observed" in (old.models.get(name) or {}):
+            if {k: v for k, v in old.models[name].items() if k != "observed"} == fact:
+                out[name] = old.models[name]
+    return out
 
 
 class RunLog:

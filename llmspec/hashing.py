@@ -39,6 +39,11 @@ def text_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def file_digest(data: bytes) -> str:
+    """The digest of a file's bytes, as `HashCache.file` computes it."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def short(d: str, n: int = 12) -> str:
     return d.split(":", 1)[-1][:n]
 

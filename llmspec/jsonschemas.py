@@ -148,3 +148,60 @@ def validator_for(schema: dict[str, Any], root: Path | str = ".") -> Any:
 
 def validation_errors(schema: dict[str, Any], instance: Any, root: Path | str = ".") -> list[str]:
     return [e.message for e in validator_for(schema, root).iter_errors(instance)]
+
+
+def bundle(schema: Any, base: Path, root: Path) -> Any:
+    """`schema` with every `$ref` to a file of the project inlined under `$defs`, so it is
+    self-contained: one value a job key can hash and a server or grammar can take whole.
+    Refs must have passed `ref_problem` already.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "c.json").write_text('{"$defs": {"n": {"type": "integer"}}}')
+    >>> bundle({"$ref": "c.json#/$defs/n"}, d, d)["$ref"]
+    '#/$defs/file__c.json/$defs/n'
+    """
+    defs: dict[str, Any] = {}
+
+    def key_of(path: Path) -> str:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+        return "file__" + rel.replace("/", "__").replace("~", "_")
+
+    def load(path: Path) -> Any:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            from llmspec.load import load_text
+
+            return load_text(text, str(path)).data
+        return json.loads(text)
+
+    def rewrite(node: Any, here: Path, key: str | None) -> Any:
+        if isinstance(node, list):
+            return [rewrite(v, here, key) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                target, _, frag = v.partition("#")
+                if not target:
+                    out[k] = v if key is None else f"#/$defs/{key}{frag}"
+                    continue
+                problem = ref_problem(v, here, root)
+                if problem:
+                    raise ValueError(problem)
+                path = (here / target).resolve()
+                sub = key_of(path)
+                if sub not in defs:
+                    defs[sub] = {}  # placeholder: a cycle of files refers back to it
+                    defs[sub] = rewrite(load(path), path.parent, sub)
+                out[k] = f"#/$defs/{sub}{frag}"
+            else:
+                out[k] = rewrite(v, here, key)
+        return out
+
+    out = rewrite(schema, base, None)
+    if defs and isinstance(out, dict):
+        out = dict(out)
+        out["$defs"] = {**(out.get("$defs") or {}), **defs}
+    return out

@@ -3,6 +3,11 @@
 The lock is committed. It is deterministic (sorted keys, fixed formatting, no timestamps, floats
 rounded), so a diff of it shows exactly what changed; timestamps and logs go to
 `.llmspec/runs/`. It is written atomically: a crash leaves the old lock or the new one.
+
+Sections: `toolchain`; the facts about inputs (`models`, `prompts`, `schemas`, `datasets`,
+`knowledge`); `jobs` (per job its kind, key, inputs and output digest); and one section per job
+kind that records results (`suites` from gates, `deployments` from deploys, ...), named by the
+kind's record.
 """
 
 from __future__ import annotations
@@ -11,13 +16,22 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from llmspec.errors import LlmspecError, Loc
 from llmspec.fsutil import write_atomic
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
 LOCK_NAME = "llmspec.lock"
+FACT_SECTIONS = ("models", "prompts", "schemas", "datasets", "knowledge")
+_FIELDS = ("lock_version", "project", "toolchain", *FACT_SECTIONS, "jobs")
 
 
 class _Frozen(BaseModel):
@@ -27,38 +41,54 @@ class _Frozen(BaseModel):
 class LockedJob(_Frozen):
     kind: str
     key: str
-    inputs: dict[str, str] = Field(description="the digests the key is made of")
+    inputs: dict[str, Any] = Field(
+        description="each input of the job: a short scalar as itself, anything else by digest"
+    )
     output: str = Field(description="digest of the job's output")
 
 
-class GateResult(_Frozen):
-    gate: str
-    model: str
-    value: float | None
-    passed: bool
-
-
-class SuiteResult(_Frozen):
-    passed: bool
-    metrics: dict[str, dict[str, float | None]] = Field(description="model -> metric -> mean")
-    gates: list[GateResult] = []
-
-
 class Lock(_Frozen):
-    """The lockfile. Sections of input facts are free-form but fully determined by the spec."""
+    """The lockfile. Fact sections are free-form but fully determined by the spec; result
+    sections (`suites`, `deployments`, ...) belong to the job kinds that fill them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="llmspec lock")
 
-    lock_version: Literal[1] = LOCK_VERSION
+    lock_version: Literal[2] = LOCK_VERSION
     project: str
     toolchain: dict[str, str] = {}
-    models: dict[str, dict[str, Any]] = {}
-    prompts: dict[str, dict[str, Any]] = {}
-    schemas: dict[str, str] = {}
-    datasets: dict[str, dict[str, Any]] = {}
-    knowledge: dict[str, dict[str, Any]] = {}
+    models: dict[str, Any] = {}
+    prompts: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    datasets: dict[str, Any] = {}
+    knowledge: dict[str, Any] = {}
     jobs: dict[str, LockedJob] = {}
-    suites: dict[str, SuiteResult] = {}
+    sections: dict[str, dict[str, Any]] = Field(
+        {}, description="result sections by name, written at the top level of the file"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_sections(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sections" not in data:
+            extra = {k: v for k, v in data.items() if k not in _FIELDS}
+            data = {k: v for k, v in data.items() if k in _FIELDS} | {"sections": extra}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _flatten(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        sections = data.pop("sections", {})
+        return data | {k: v for k, v in sections.items() if k not in data}
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.sections.get(name, {})
+
+    @property
+    def suites(self) -> dict[str, Any]:
+        return self.section("suites")
+
+    def fact(self, section: str, name: str) -> Any:
+        return getattr(self, section, {}).get(name) if section in FACT_SECTIONS else None
 
 
 def lock_path(root: Path) -> Path:
@@ -90,6 +120,8 @@ def parse_lock(text: str, where: str) -> Lock:
             Loc(where),
             "upgrade llmspec",
         )
+    if version == 1 and isinstance(data, dict):
+        data = _from_v1(data)
     try:
         return Lock.model_validate(data)
     except ValidationError as e:
@@ -101,6 +133,17 @@ def parse_lock(text: str, where: str) -> Lock:
             Loc(where),
             "restore it from version control, or delete it to start a new one",
         ) from None
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 lock read as version 2: its facts and results stay readable; its job keys
+    were computed another way, so every job shows as changed."""
+    out = dict(data)
+    out["lock_version"] = LOCK_VERSION
+    out["jobs"] = {
+        jid: {**j, "inputs": {"lock_version": 1}} for jid, j in (data.get("jobs") or {}).items()
+    }
+    return out
 
 
 def read_lock(root: Path) -> Lock | None:
@@ -115,10 +158,10 @@ def read_lock(root: Path) -> Lock | None:
 
 def lock_digest(root: Path) -> str:
     """What a saved plan remembers of the lock it was made against."""
-    from llmspec.hashing import text_digest
+    from llmspec.hashing import file_digest
 
     try:
-        return text_digest(lock_path(root).read_text(encoding="utf-8"))
+        return file_digest(lock_path(root).read_bytes())
     except FileNotFoundError:
         return "none"
 
@@ -144,6 +187,11 @@ def write_lock(root: Path, lock: Lock) -> bool:
 
 def json_schema() -> dict[str, Any]:
     schema = Lock.model_json_schema()
+    schema["properties"].pop("sections", None)
+    schema["additionalProperties"] = {
+        "type": "object",
+        "description": "a result section filled by a job kind (suites, deployments, ...)",
+    }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://llmspec.dev/schemas/lock.schema.json"
     return schema

@@ -1,11 +1,24 @@
-"""`llmspec lock diff`: what changed between two locks, in words an auditor can read."""
+"""`llmspec lock diff`: what changed between two locks, in words an auditor can read.
+
+Every section is compared the same way (`llmspec.diffs.describe`): tool chain versions, the
+facts about inputs (models, prompts, schemas, datasets, knowledge), the jobs' outputs, and each
+job kind's result section (suites, deployments, ...).
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from llmspec.lock import Lock
+from llmspec.diffs import describe
+from llmspec.lock import FACT_SECTIONS, Lock
+
+TITLES = {
+    "models": "Models",
+    "prompts": "Prompts",
+    "schemas": "Schemas",
+    "datasets": "Datasets",
+    "knowledge": "Knowledge",
+}
 
 
 def diff_locks(old: Lock, new: Lock) -> list[tuple[str, list[str]]]:
@@ -17,13 +30,11 @@ def diff_locks(old: Lock, new: Lock) -> list[tuple[str, list[str]]]:
             sections.append((title, lines))
 
     section("Tool chain", _flat(old.toolchain, new.toolchain))
-    section("Models", _models(old.models, new.models))
-    section("Prompts", _named(old.prompts, new.prompts, _prompt_change))
-    section("Schemas", _named(old.schemas, new.schemas, lambda a, b: ["changed"]))
-    section("Datasets", _named(old.datasets, new.datasets, _dataset_change))
-    section("Knowledge", _named(old.knowledge, new.knowledge, _knowledge_change))
+    for name in FACT_SECTIONS:
+        section(TITLES[name], _entities(getattr(old, name), getattr(new, name)))
     section("Results", _jobs(old, new))
-    section("Suites", _suites(old, new))
+    for name in sorted(set(old.sections) | set(new.sections)):
+        section(name.capitalize(), _entities(old.section(name), new.section(name)))
     return sections
 
 
@@ -55,7 +66,7 @@ def _flat(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return out
 
 
-def _named(old: dict, new: dict, describe: Any) -> list[str]:
+def _entities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
@@ -66,71 +77,8 @@ def _named(old: dict, new: dict, describe: Any) -> list[str]:
         elif b is None:
             out.append(f"- {name}")
         else:
-            out += [f"~ {name}: {d}" for d in describe(a, b)]
+            out += [f"~ {name}: {phrase}" for phrase in describe(a, b)]
     return out
-
-
-def _models(old: dict, new: dict) -> list[str]:
-    out = []
-    for name in sorted(set(old) | set(new)):
-        a, b = old.get(name), new.get(name)
-        if a == b:
-            continue
-        if a is None:
-            out.append(f"+ {name} ({_model_label(b)})")
-            continue
-        if b is None:
-            out.append(f"- {name} ({_model_label(a)})")
-            continue
-        if a.get("provider") != b.get("provider"):
-            out.append(f"~ {name}: provider {a.get('provider')} -> {b.get('provider')}")
-        af, bf = a.get("files") or {}, b.get("files") or {}
-        for f in sorted(set(af) | set(bf)):
-            if af.get(f) != bf.get(f):
-                what = "added" if f not in af else "removed" if f not in bf else "changed"
-                out.append(f"~ {name}: file {f} {what}")
-        for k in ("model", "revision", "engine", "observed"):
-            if a.get(k) != b.get(k):
-                out.append(f"~ {name}: {k} {_show(a.get(k))} -> {_show(b.get(k))}")
-        ap, bp = a.get("params") or {}, b.get("params") or {}
-        for k in sorted(set(ap) | set(bp)):
-            if ap.get(k) != bp.get(k):
-                out.append(f"~ {name}: {k} {_show(ap.get(k))} -> {_show(bp.get(k))}")
-    return out
-
-
-def _model_label(m: dict) -> str:
-    return m.get("provider", "?") + (f" {m['model']}" if m.get("model") else "")
-
-
-def _show(v: Any) -> str:
-    return json.dumps(v, sort_keys=True) if not isinstance(v, str) else v
-
-
-def _prompt_change(a: dict, b: dict) -> list[str]:
-    parts = [k for k in ("system", "template", "output") if a.get(k) != b.get(k)]
-    return [f"{' and '.join(parts)} changed"] if parts else ["changed"]
-
-
-def _dataset_change(a: dict, b: dict) -> list[str]:
-    n, o = b.get("rows"), a.get("rows")
-    if isinstance(n, int) and isinstance(o, int) and n != o:
-        d = n - o
-        return [
-            f"{abs(d)} row{'s' if abs(d) != 1 else ''} {'added' if d > 0 else 'removed'} "
-            f"({o} -> {n})"
-        ]
-    return ["rows changed"]
-
-
-def _knowledge_change(a: dict, b: dict) -> list[str]:
-    af, bf = a.get("files") or {}, b.get("files") or {}
-    out = [
-        f"{f} {'added' if f not in af else 'removed' if f not in bf else 'changed'}"
-        for f in sorted(set(af) | set(bf))
-        if af.get(f) != bf.get(f)
-    ]
-    return out or ["changed"]
 
 
 def _jobs(old: Lock, new: Lock) -> list[str]:
@@ -157,42 +105,3 @@ def _jobs(old: Lock, new: Lock) -> list[str]:
             "changed and the same output"
         )
     return out
-
-
-def _suites(old: Lock, new: Lock) -> list[str]:
-    out = []
-    for name in sorted(set(old.suites) | set(new.suites)):
-        a, b = old.suites.get(name), new.suites.get(name)
-        if a == b:
-            continue
-        if a is None:
-            out.append(f"+ {name}: {'passed' if b.passed else 'FAILED'}")
-            continue
-        if b is None:
-            out.append(f"- {name}")
-            continue
-        if a.passed != b.passed:
-            out.append(
-                f"~ {name}: {'passed' if a.passed else 'FAILED'} -> "
-                f"{'passed' if b.passed else 'FAILED'}"
-            )
-        for model in sorted(set(a.metrics) | set(b.metrics)):
-            am, bm = a.metrics.get(model, {}), b.metrics.get(model, {})
-            for metric in sorted(set(am) | set(bm)):
-                x, y = am.get(metric), bm.get(metric)
-                if x != y:
-                    delta = f" ({y - x:+.4f})" if x is not None and y is not None else ""
-                    out.append(f"~ {name}: {metric}[{model}] {_num(x)} -> {_num(y)}{delta}")
-        ag = {(g.gate, g.model): g.passed for g in a.gates}
-        for g in b.gates:
-            before = ag.get((g.gate, g.model))
-            if before is not None and before != g.passed:
-                out.append(
-                    f'~ {name}: gate "{g.gate}" [{g.model}] '
-                    f"{'pass' if before else 'FAIL'} -> {'pass' if g.passed else 'FAIL'}"
-                )
-    return out
-
-
-def _num(x: float | None) -> str:
-    return "none" if x is None else f"{x:.4f}"

@@ -1,33 +1,43 @@
 """Stage 5: the plan — which jobs will run and why, as a diff of content keys against the lock.
 
-    +  new: the job is not in the lock
-    ~  must re-run: its key changed (each reason names the input that moved)
-    -  no longer in the spec: dropped from the lock on apply
-    *  the lock is current but this machine's store lacks the result: it runs again here
+    +   new: the job is not in the lock
+    ~   must re-run: its key changed (each reason names the input that moved, in words)
+    -   no longer in the spec: dropped from the lock on apply
+    *   the lock is current but this machine's store lacks the result: it runs again here
+    <=  a live probe (cache policy `always`): it runs on every apply
 
 A plan can be saved (`--out plan.json`) and applied later; `apply` refuses a saved plan when
-the project or the lock moved since it was made, as Terraform does.
+the project or the lock moved since it was made, as Terraform does. Reasons come from one
+generic diff of a job's named inputs (`llmspec.diffs`), never from per-kind code.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from llmspec.compile import JobGraph, toolchain
+from llmspec.compile import Job, JobGraph, toolchain
+from llmspec.diffs import describe, is_digest, sentence
 from llmspec.hashing import digest
-from llmspec.lock import Lock
+from llmspec.lock import FACT_SECTIONS, Lock, LockedJob
 
 PLAN_VERSION = 1
-SYMBOLS = {"create": "+", "update": "~", "delete": "-", "restore": "*"}
+Action = Literal["create", "update", "delete", "restore", "read"]
+SYMBOLS = {"create": "+", "update": "~", "delete": "-", "restore": "*", "read": "<="}
+SINGULAR = {
+    "models": "model",
+    "prompts": "prompt",
+    "schemas": "schema",
+    "datasets": "dataset",
+    "knowledge": "knowledge",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    action: Literal["create", "update", "delete", "restore"]
+    action: Action
     job_id: str
     kind: str
     reasons: tuple[str, ...]
@@ -53,10 +63,10 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.changes and not self.lock_changes
+        return not [c for c in self.changes if c.action != "read"] and not self.lock_changes
 
     def counts(self) -> dict[str, int]:
-        out = {"create": 0, "update": 0, "delete": 0, "restore": 0}
+        out = {a: 0 for a in SYMBOLS}
         for c in self.changes:
             out[c.action] += 1
         return out
@@ -75,17 +85,22 @@ def graph_digest(graph: JobGraph) -> str:
 
 def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest: str) -> Plan:
     """Diff the graph's keys against the lock and the store."""
+    from llmspec.jobs import kind as record
+
     locked = lock.jobs if lock else {}
     changes: list[Change] = []
     unchanged = 0
     changed_ids: set[str] = set()
     for job in graph.jobs.values():  # dependency order, so causes come before effects
         old = locked.get(job.id)
-        if old is None:
+        if record(job.kind).cache == "always":
+            changes.append(Change("read", job.id, job.kind, ("a live probe: runs on every apply",)))
+            changed_ids.add(job.id)
+        elif old is None:
             changes.append(Change("create", job.id, job.kind, ("new",), job.key in stored))
             changed_ids.add(job.id)
         elif old.key != job.key:
-            reasons = explain(job, old.inputs, graph, lock, changed_ids)
+            reasons = explain(job, old, graph, lock, changed_ids)
             changes.append(Change("update", job.id, job.kind, reasons, job.key in stored))
             changed_ids.add(job.id)
         elif job.key not in stored:
@@ -95,18 +110,17 @@ def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest:
     for job_id, old in sorted(locked.items()):
         if job_id not in graph.jobs:
             changes.append(Change("delete", job_id, old.kind, ("no longer in the spec",)))
-    lock_changes = _fact_changes(graph, lock)
     return Plan(
         graph.project,
         tuple(changes),
         unchanged,
         lock_digest,
         graph_digest(graph),
-        tuple(lock_changes),
+        tuple(fact_changes(graph, lock)),
     )
 
 
-def _fact_changes(graph: JobGraph, lock: Lock | None) -> list[str]:
+def fact_changes(graph: JobGraph, lock: Lock | None) -> list[str]:
     """Lock entries that change although no job does (a new tool version, an unused schema)."""
     if lock is None:
         return []
@@ -116,138 +130,74 @@ def _fact_changes(graph: JobGraph, lock: Lock | None) -> list[str]:
         a, b = lock.toolchain.get(name), tc.get(name)
         if a != b:
             out.append(f"tool chain: {name} {a or 'absent'} -> {b or 'absent'}")
-    for section in ("models", "prompts", "schemas", "datasets", "knowledge"):
+    for section in FACT_SECTIONS:
         old, new = getattr(lock, section), graph.facts.get(section, {})
         for name in sorted(set(old) | set(new)):
-            before = old.get(name)
-            if isinstance(before, dict) and "observed" in before:
-                before = {k: v for k, v in before.items() if k != "observed"}  # set by apply
+            before = _unobserved(old.get(name))
             if before != new.get(name):
                 what = "added" if name not in old else "removed" if name not in new else "changed"
-                out.append(
-                    f"{section[:-1] if section != 'knowledge' else 'knowledge'} `{name}` {what}"
-                )
+                out.append(f"{SINGULAR[section]} `{name}` {what}")
     return out
+
+
+def _unobserved(fact: Any) -> Any:
+    """A model's fact without what apply observed of it (set by apply, not by the spec)."""
+    if isinstance(fact, dict) and "observed" in fact:
+        return {k: v for k, v in fact.items() if k != "observed"}
+    return fact
 
 
 # -- reasons ------------------------------------------------------------------------------
 
 
 def explain(
-    job: Any, old: dict[str, str], graph: JobGraph, lock: Lock | None, changed: set[str]
+    job: Job, old: LockedJob, graph: JobGraph, lock: Lock | None, changed: set[str]
 ) -> tuple[str, ...]:
     """Say which inputs of a job moved, in words a reviewer can check."""
-    p = job.params
-    new = job.inputs
+    if old.inputs == {"lock_version": 1}:
+        return ("the lock was written by an older llmspec (lock version 1); keys are new",)
+    new = job.lock_inputs()
     reasons: list[str] = []
-    facts = graph.facts
-    lf = lock or Lock(project=graph.project)
-    for comp in sorted(set(new) | set(old)):
-        if new.get(comp) == old.get(comp):
+    for name in sorted(set(new) | set(old.inputs)):
+        if new.get(name) == old.inputs.get(name):
             continue
-        r = _reason(comp, job, p, facts, lf)
-        if r and r not in reasons:
+        r = _reason(job, name, old.inputs.get(name), new.get(name), graph, lock)
+        if r not in reasons:
             reasons.append(r)
-    moved = [d for d in job.deps if d in changed]
+    moved = [d for d in job.deps.values() if d in changed]
     if moved and not reasons:
         shown = ", ".join(moved[:3]) + (f" and {len(moved) - 3} more" if len(moved) > 3 else "")
         reasons.append(f"depends on {shown}, which change{'s' if len(moved) == 1 else ''}")
     if not reasons:
-        reasons.append("inputs changed")
+        reasons.append(f"llmspec's `{job.kind}` implementation changed")
     return tuple(reasons)
 
 
-def _reason(comp: str, job: Any, p: dict, facts: dict, lock: Lock) -> str | None:
-    model = p.get("model")
-    if comp == "model" and model:
-        return _model_reason(model, facts["models"].get(model, {}), lock.models.get(model, {}))
-    if comp == "params" and model:
-        return _params_reason(
-            model,
-            facts["models"].get(model, {}).get("params", {}),
-            lock.models.get(model, {}).get("params", {}),
-        )
-    if comp == "engine":
-        m = facts["models"].get(model, {}) if model else {}
-        o = lock.models.get(model, {}) if model else {}
-        return f"constraint engine {o.get('engine', '?')} -> {m.get('engine', '?')}"
-    if comp == "prompt":
-        name = p.get("prompt")
-        new, old = facts["prompts"].get(name, {}), lock.prompts.get(name, {})
-        parts = [k for k in ("system", "template", "output") if new.get(k) != old.get(k)]
-        return f"prompt `{name}` {' and '.join(parts) or 'definition'} changed"
-    if comp == "constraint":
-        out = facts["prompts"].get(p.get("prompt"), {}).get("output") or {}
-        if "schema" in out:
-            return f"schema `{out['schema']}` changed"
-        return f"output constraint of prompt `{p.get('prompt')}` changed"
-    if comp in ("rows", "range", "dataset"):
-        name = p.get("dataset")
-        if name is None:
-            return "source dataset changed"
-        new, old = facts["datasets"].get(name, {}), lock.datasets.get(name, {})
-        n, o = new.get("rows"), old.get("rows")
-        if isinstance(n, int) and isinstance(o, int) and n != o:
-            delta = n - o
-            noun = "row" if abs(delta) == 1 else "rows"
-            return f"dataset `{name}`: {abs(delta)} {noun} {'added' if delta > 0 else 'removed'}"
-        return f"dataset `{name}`: rows changed"
-    if comp == "repeats":
-        return f"repeats changed to {p.get('repeats')}"
-    if comp == "expected":
-        return "reference column changed"
-    if comp == "files":
-        name = p.get("knowledge")
-        new = facts["knowledge"].get(name, {}).get("files", {})
-        old = lock.knowledge.get(name, {}).get("files", {})
-        added = sorted(set(new) - set(old))
-        removed = sorted(set(old) - set(new))
-        edited = sorted(f for f in set(new) & set(old) if new[f] != old[f])
-        parts = []
-        for label, fs in (("added", added), ("removed", removed), ("changed", edited)):
-            if fs:
-                parts.append(f"{label} {', '.join(fs[:3])}" + (" ..." if len(fs) > 3 else ""))
-        return f"knowledge `{name}`: " + ("; ".join(parts) or "files changed")
-    if comp == "chunk":
-        return f"knowledge `{p.get('knowledge')}` chunking changed"
-    if comp == "embed":
-        return f"knowledge `{p.get('knowledge')}` embedding model changed"
-    if comp == "metrics":
-        return "metrics changed"
-    if comp == "gates":
-        return "gates changed"
-    if comp == "target":
-        return "deployment target changed"
-    if comp == "spec":
-        return f"generate block of dataset `{p.get('dataset')}` changed"
-    if comp == "impl":
-        return f"llmspec's `{job.kind}` implementation changed"
-    return f"{comp} changed"
+def _reason(job: Job, name: str, before: Any, after: Any, graph: JobGraph, lock: Lock | None):
+    origin = job.origin.get(name)
+    if origin is not None:
+        section, entity, keys = origin
+        old_fact = _unobserved(lock.fact(section, entity)) if lock else None
+        new_fact = graph.facts.get(section, {}).get(entity)
+        if keys is not None:
+            old_fact = _pick(old_fact, keys)
+            new_fact = _pick(new_fact, keys)
+        label = f"{SINGULAR[section]} `{entity}`"
+        phrases = describe(old_fact, new_fact) if old_fact is not None else []
+        return f"{label} {sentence(phrases)}" if phrases else f"{label} changed"
+    if before is None:
+        return f"{name} added"
+    if after is None:
+        return f"{name} removed"
+    if is_digest(before) or is_digest(after):
+        return f"{name} changed"
+    return sentence(describe(before, after, name)) or f"{name} changed"
 
 
-def _model_reason(name: str, new: dict, old: dict) -> str:
-    nf, of = new.get("files"), old.get("files")
-    if isinstance(nf, dict) and isinstance(of, dict):
-        changed = sorted(f for f in set(nf) | set(of) if nf.get(f) != of.get(f))
-        weights = [f for f in changed if f.endswith((".safetensors", ".bin", ".gguf", ".pt"))]
-        what = "weights" if weights else "tokenizer/config" if changed else "identity"
-        files = ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
-        return f"model `{name}` {what} changed" + (f" ({files})" if files else "")
-    if new.get("model") != old.get("model"):
-        return (
-            f"model `{name}`: {old.get('model') or old.get('provider')} -> "
-            f"{new.get('model') or new.get('provider')}"
-        )
-    return f"model `{name}` changed"
-
-
-def _params_reason(name: str, new: dict, old: dict) -> str:
-    parts = [
-        f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
-        for k in sorted(set(new) | set(old))
-        if new.get(k) != old.get(k)
-    ]
-    return f"model `{name}` {', '.join(parts) or 'parameters changed'}"
+def _pick(fact: Any, keys: tuple[str, ...]) -> Any:
+    if not isinstance(fact, dict):
+        return fact
+    return {k: fact[k] for k in keys if k in fact}
 
 
 # -- saved plans ----------------------------------------------------------------------------
@@ -255,7 +205,7 @@ def _params_reason(name: str, new: dict, old: dict) -> str:
 
 class SavedChange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    action: Literal["create", "update", "delete", "restore"]
+    action: Action
     job: str
     kind: str
     reasons: list[str]
@@ -305,7 +255,8 @@ def plan_json_schema() -> dict[str, Any]:
 def summary_line(plan: Plan) -> str:
     c = plan.counts()
     if plan.empty:
-        return f"No changes. {plan.unchanged} jobs up to date."
+        probes = f" {c['read']} live probes to run." if c["read"] else ""
+        return f"No changes. {plan.unchanged} jobs up to date.{probes}"
     run = len(plan.to_run)
     parts = [
         f"{run} to run",
@@ -315,6 +266,8 @@ def summary_line(plan: Plan) -> str:
     ]
     if c["restore"]:
         parts.append(f"{c['restore']} to restore")
+    if c["read"]:
+        parts.append(f"{c['read']} live probes")
     return f"Plan: {', '.join(parts)}, {plan.unchanged} up to date."
 
 
@@ -339,7 +292,7 @@ def render_markdown(plan: Plan) -> str:
     c = plan.counts()
     lines = [f"### llmspec plan: `{plan.project}`", ""]
     if plan.empty:
-        lines.append(f"No changes. {plan.unchanged} jobs up to date.")
+        lines.append(summary_line(plan))
         return "\n".join(lines) + "\n"
     lines += [
         f"**{len(plan.to_run)} to run** · {c['create']} new · {c['update']} changed · "

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from llmspec.errors import Diagnostic, LlmspecError, Loc, did_you_mean
 from llmspec.load import KeyPath, SourceFile
-from llmspec.spec import PROVIDERS, SECTIONS, SINGULAR, TARGET_KINDS, Project
+from llmspec.spec import DISCRIMINATORS, SECTIONS, SINGULAR, Project
 
 TOP_SCALARS = ("version", "name", "description")
 
@@ -197,10 +197,12 @@ def _data_path(loc: tuple, data: Any) -> tuple[KeyPath, bool]:
     return tuple(path), is_key
 
 
+_TAGS = frozenset(t for tags in DISCRIMINATORS.values() for t in tags)
+
+
 def _is_tag(part: str) -> bool:
-    return part in ("transformers", "openai", "echo", "llamacpp", "export", "http") or (
-        part.startswith(("function-", "tagged-union", "union["))
-    )
+    """A part of a pydantic error location that names a union member, not a key in the data."""
+    return part in _TAGS or part.startswith(("function-", "tagged-union", "union["))
 
 
 def _model_at(path: KeyPath, data: Any) -> type[BaseModel] | None:
@@ -250,7 +252,7 @@ def _pick(tp: Any, value: Any) -> Any:
                 tp = options[0]
                 continue
             for m in models:
-                for disc in ("provider", "kind"):
+                for disc in DISCRIMINATORS:
                     f = m.model_fields.get(disc)
                     if f is not None and isinstance(value, dict):
                         if value.get(disc) in typing.get_args(f.annotation):
@@ -297,7 +299,7 @@ def _diagnostic(err: Any, data: dict, sources: Sources) -> Diagnostic:
         )
     if etype in ("union_tag_invalid", "union_tag_not_found"):
         disc = err.get("ctx", {}).get("discriminator", "'provider'").strip("'")
-        known = list(PROVIDERS if disc == "provider" else TARGET_KINDS)
+        known = list(DISCRIMINATORS.get(disc, ()))
         if etype == "union_tag_not_found":
             return Diagnostic(
                 "E012",

@@ -1,8 +1,16 @@
-"""The work each kind of job does: plain functions, the same under every runner.
+"""Job kinds: one module per kind declares everything about it in a `JobKind` record.
 
-`run_job(job, deps, ctx)` returns `(output, meta)`: `output` is what the job produced (its
-digest goes into the lock, so it must be deterministic), `meta` is what varies from run to run
-(timings, hosts) and stays in the store and the run log.
+A record says how the kind compiles from a project (`names` and `build`), how a job runs
+(`run`), where it runs (`pool`), how the graph draws it (`shape`), what it adds to the lock
+(`lock_section` and `lock_entry`), how many rows the progress bar counts for it (`rows`) and
+whether its result may be reused (`cache`). compile, plan, apply, the lock, lock diff, the graph,
+progress and the runners read these records and nothing else about a kind, so adding a kind is
+one module and one line in `KINDS`.
+
+`run(job, deps, ctx) -> (output, meta)`: `output` is deterministic and digested into the lock;
+`meta` (timings, observed server identity, embeddings whose last bits vary) is stored beside it.
+A job reads only its own inputs (`job.inputs`, keyed), its machine-local part (`job.local`:
+paths, resources; unkeyed), its dependencies' outputs (`deps[role]`) and the caches in `ctx`.
 """
 
 from __future__ import annotations
@@ -10,66 +18,64 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from llmspec.resolve import ResolvedProject
-
-REGISTRY = {
-    "index": "llmspec.jobs.index:run",
-    "testgen": "llmspec.jobs.testgen:run",
-    "generate": "llmspec.jobs.generate:run",
-    "score": "llmspec.jobs.score:run",
-    "gate": "llmspec.jobs.gate:run",
-    "deploy": "llmspec.jobs.deploy:run",
+KINDS: dict[str, str] = {
+    "index": "llmspec.jobs.index:KIND",
+    "testgen": "llmspec.jobs.testgen:KIND",
+    "generate": "llmspec.jobs.generate:KIND",
+    "score": "llmspec.jobs.score:KIND",
+    "gate": "llmspec.jobs.gate:KIND",
+    "deploy": "llmspec.jobs.deploy:KIND",
 }
+"""Kind name -> "module:record", in compile order; imported when first used."""
+
+Pool = Literal["driver", "general", "model"]
+"""driver: cheap pure-Python work, run in the applying process; general: one shared worker
+(keeps embedding models loaded); model: the pool of the model named in `job.local["pool"]`."""
 
 
-class Deps(Mapping):
-    """Dependency outputs by job id, read from the store when a job asks for one; only the
-    last one read is kept, so a score job over many shards holds one shard at a time.
-    `.meta[job_id]` holds their run-to-run details (timings, embeddings)."""
-
-    def __init__(self, ids: Iterable[str], load: Callable[[str], tuple[Any, dict]]):
-        self._ids = tuple(ids)
-        self._load = load
-        self._last: tuple[str | None, Any] = (None, None)
-        self.meta: Mapping[str, dict] = _MetaView(self)
-
-    @classmethod
-    def of(cls, values: dict[str, tuple[Any, dict]]) -> Deps:
-        """Deps over (output, meta) pairs already in memory."""
-        return cls(values, values.__getitem__)
-
-    def pair(self, key: str) -> tuple[Any, dict]:
-        if key not in self._ids:
-            raise KeyError(key)
-        if self._last[0] != key:
-            self._last = (key, self._load(key))
-        return self._last[1]
-
-    def __getitem__(self, key: str) -> Any:
-        return self.pair(key)[0]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    version: int  # bump when the kind's code would produce other outputs from the same inputs
+    names: Callable[[Any], Iterable[str]]  # project spec -> what to build (e.g. suite names)
+    build: Callable[[Any, str], Any]  # (Compiler, name) -> the jobs' handle, memoised
+    run: Callable[[Any, Deps, JobContext], tuple[Any, dict[str, Any]]]
+    pool: Pool = "general"
+    shape: str = "box"  # box, cylinder, folder, ellipse, diamond, house, hexagon, note
+    lock_section: str | None = None  # a lock section this kind's results fill, by entry name
+    lock_name: Callable[[Any], str] | None = None  # job -> its entry's name in that section
+    lock_entry: Callable[[Any, Any], Any] | None = None  # (job, output) -> the entry
+    rows: Callable[[Any], int] | None = None  # rows the progress bar counts for a job
+    cache: Literal["content", "always"] = "content"  # always: live probes, never reused
+    description: str = ""
 
 
-class _MetaView(Mapping):
-    def __init__(self, deps: Deps):
-        self._deps = deps
+_loaded: dict[str, JobKind] = {}
 
-    def __getitem__(self, key: str) -> dict:
-        return self._deps.pair(key)[1]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._deps)
+def kind(name: str) -> JobKind:
+    """The record of a job kind (imports its module the first time)."""
+    if name not in _loaded:
+        module, _, attr = KINDS[name].partition(":")
+        _loaded[name] = getattr(importlib.import_module(module), attr)
+    return _loaded[name]
 
-    def __len__(self) -> int:
-        return len(self._deps)
+
+def all_kinds() -> list[JobKind]:
+    return [kind(name) for name in KINDS]
+
+
+def register(record: JobKind, impl: str) -> None:
+    """Add a kind (its record at `impl`, "module:attr") after the built-in ones."""
+    KINDS[record.name] = impl
+    _loaded[record.name] = record
+
+
+def unregister(name: str) -> None:
+    KINDS.pop(name, None)
+    _loaded.pop(name, None)
 
 
 class JobError(Exception):
@@ -80,66 +86,105 @@ class Blocked(Exception):
     """A job must not run: a gate it requires failed."""
 
 
+class Deps(Mapping):
+    """Dependency outputs by role (`deps["index"]`), read from the store when a job asks for
+    one; only the last one read is kept, so a score job over many shards holds one shard at a
+    time. `deps.meta[role]` holds their run-to-run details (timings, embeddings)."""
+
+    def __init__(self, roles: Mapping[str, str], load: Callable[[str], tuple[Any, dict]]):
+        self._roles = dict(roles)  # role -> job id
+        self._load = load
+        self._last: tuple[str | None, Any] = (None, None)
+        self.meta: Mapping[str, dict] = _MetaView(self)
+
+    @classmethod
+    def of(cls, values: dict[str, tuple[Any, dict]]) -> Deps:
+        """Deps over (output, meta) pairs already in memory, by role."""
+        return cls({r: r for r in values}, values.__getitem__)
+
+    def pair(self, role: str) -> tuple[Any, dict]:
+        job_id = self._roles[role]
+        if self._last[0] != job_id:
+            self._last = (job_id, self._load(job_id))
+        return self._last[1]
+
+    def job_id(self, role: str) -> str:
+        return self._roles[role]
+
+    def __getitem__(self, role: str) -> Any:
+        return self.pair(role)[0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._roles)
+
+    def __len__(self) -> int:
+        return len(self._roles)
+
+
+class _MetaView(Mapping):
+    def __init__(self, deps: Deps):
+        self._deps = deps
+
+    def __getitem__(self, role: str) -> dict:
+        return self._deps.pair(role)[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._deps)
+
+    def __len__(self) -> int:
+        return len(self._deps)
+
+
 @dataclass
 class JobContext:
-    """What a job may use besides its dependencies' outputs. One per worker process."""
+    """Caches a worker keeps between jobs: loaded models, embedders, dataset line offsets.
+    Holds nothing a job's output could depend on besides what the job itself names."""
 
-    project: ResolvedProject
     providers: dict[str, Any] = field(default_factory=dict)
     embedders: dict[str, Any] = field(default_factory=dict)
-    datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    offsets: dict[str, list[int]] = field(default_factory=dict)
+    offsets: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    files: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    progress: Callable[[str, dict[str, Any]], None] | None = None
 
-    @property
-    def root(self) -> Path:
-        return self.project.root
+    def provider(self, settings: dict[str, Any]) -> Any:
+        """The provider for a model's settings (keyed fact + local part), loaded once."""
+        from llmspec.hashing import digest
 
-    def provider(self, model: str) -> Any:
-        """The model's provider, loaded once per process."""
-        if model not in self.providers:
+        k = digest(settings)
+        if k not in self.providers:
             from llmspec.providers import load_provider
 
-            self.providers[model] = load_provider(self.project.spec.models[model], self.root)
-        return self.providers[model]
+            self.providers[k] = load_provider(settings)
+        return self.providers[k]
 
-    def rows(self, dataset: str) -> list[dict[str, Any]]:
-        """All of a file dataset's rows, read once per process."""
-        if dataset not in self.datasets:
-            from llmspec import data
-            from llmspec.load import shown_path
-
-            path, fmt = self._dataset_file(dataset)
-            self.datasets[dataset] = list(data.read_rows(path, fmt, shown_path(path)))
-        return self.datasets[dataset]
-
-    def shard(self, dataset: str, start: int, end: int) -> list[dict[str, Any]]:
-        """Rows `start:end` of a file dataset. A JSONL file is read by seeking to the shard
-        (its line offsets are found once per process), so memory does not grow with the
-        dataset; other formats are read whole once."""
-        from llmspec import data
-
-        path, fmt = self._dataset_file(dataset)
-        if fmt != "jsonl":
-            return self.rows(dataset)[start:end]
-        if dataset not in self.offsets:
-            self.offsets[dataset] = data.jsonl_offsets(path)
-        return data.read_jsonl_range(path, self.offsets[dataset], start, end)
-
-    def _dataset_file(self, dataset: str) -> tuple[Path, str]:
-        from llmspec import data
-
-        d = self.project.spec.datasets[dataset]
-        return self.root / d.path, data.dataset_format(d.path, d.format) or "jsonl"
-
-    def embedder(self, name: str) -> Any:
-        if name not in self.embedders:
+    def embedder(self, path: str) -> Any:
+        if path not in self.embedders:
             from llmspec.jobs.index import load_embedder
 
-            self.embedders[name] = load_embedder(name, self.root)
-        return self.embedders[name]
+            self.embedders[path] = load_embedder(path)
+        return self.embedders[path]
+
+    def dataset_rows(self, local: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
+        """Rows `start:end` of a dataset file. A JSONL file is read by seeking to the rows
+        (its line offsets are found once per worker and file content), so memory does not grow
+        with the dataset; other formats are read whole once."""
+        from llmspec import data
+
+        path, fmt, content = local["path"], local["format"], local["file"]
+        if fmt != "jsonl":
+            if (path, content) not in self.files:
+                self.files[(path, content)] = list(data.read_rows(_p(path), fmt, local["shown"]))
+            return self.files[(path, content)][start:end]
+        if (path, content) not in self.offsets:
+            self.offsets[(path, content)] = data.jsonl_offsets(_p(path))
+        return data.read_jsonl_range(_p(path), self.offsets[(path, content)], start, end)
 
 
-def run_job(job: Any, deps: dict[str, Any], ctx: JobContext) -> tuple[Any, dict[str, Any]]:
-    module, _, attr = REGISTRY[job.kind].partition(":")
-    fn = getattr(importlib.import_module(module), attr)
-    return fn(job, deps, ctx)
+def _p(path: str) -> Any:
+    from pathlib import Path
+
+    return Path(path)
+
+
+def run_job(job: Any, deps: Deps, ctx: JobContext) -> tuple[Any, dict[str, Any]]:
+    return kind(job.kind).run(job, deps, ctx)

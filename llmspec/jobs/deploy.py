@@ -1,70 +1,72 @@
-"""`deploy` jobs: ship a model + prompt once the suites it requires have passed."""
+"""`deploy` jobs: ship a model + prompt once the suites it requires have passed.
+
+Inputs: the model's settings, the prompt and its schema, and the target's settings (less its
+secret references). The manifest written or sent names exactly what was tested: the model's
+fact, the prompt's digest and the verdicts of the required suites.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from llmspec.jobs import Blocked, JobError
+from llmspec.jobs import Blocked, JobKind
 
 
-def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
-    p = job.params
-    dep = ctx.project.spec.deployments[p["deployment"]]
-    failed = [d for d in job.deps if d.startswith("gate.") and not deps[d]["passed"]]
-    if failed:
-        raise Blocked(f"required suite gates failed: {', '.join(failed)}")
-    manifest = {
-        "deployment": p["deployment"],
-        "model": {
-            "name": dep.model,
-            **{k: v for k, v in job.inputs.items() if k in ("model", "params")},
-        },
-        "prompt": {"name": dep.prompt, "digest": job.inputs["prompt"]},
-        "requires": {
-            d.removeprefix("gate."): deps[d]["passed"] for d in job.deps if d.startswith("gate.")
-        },
-        "key": job.key,
-    }
-    target = dep.target
-    if target is None:
-        return {"manifest": manifest, "target": None}, {}
-    if target.kind == "export":
-        from llmspec.fsutil import write_atomic
+def names(spec: Any) -> Any:
+    return spec.deployments
 
-        path = (ctx.root / target.path).resolve()
-        try:
-            path.relative_to(ctx.root.resolve())
-        except ValueError:
-            raise JobError(f"export path `{target.path}` is outside the project") from None
-        write_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-        return {"manifest": manifest, "target": {"kind": "export", "path": target.path}}, {}
-    return {"manifest": manifest, "target": {"kind": "http", "url": target.url}}, _post(
-        target.url, manifest, target.token
+
+def build(cx: Any, name: str) -> Any:
+    from llmspec.jobs.generate import prompt_inputs
+    from llmspec.spec import keyed_dump
+
+    d = cx.spec.deployments[name]
+    ins = prompt_inputs(cx, d.model, d.prompt)
+    ins.set("target", keyed_dump(d.target) if d.target is not None else None)
+    deps = {f"gate.{s}": cx.get("gate", s) for s in d.requires}
+    deps |= {f"after.{a}": cx.get("deploy", a) for a in d.after}
+    local = {"root": str(cx.root), "token": getattr(d.target, "token", None)}
+    return cx.job(
+        "deploy", f"deploy.{name}", ins, deps=deps, local=local, loc=cx.loc("deployments", name)
     )
 
 
-def _post(url: str, manifest: dict, token_ref: str | None) -> dict:
-    """POST the manifest as JSON; the token comes from the environment, never the spec."""
-    import os
-    import urllib.error
-    import urllib.request
+def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
+    from llmspec.hashing import digest
+    from llmspec.targets import TARGETS
 
-    from llmspec.resolve import ENV_REF
+    gates = {r.removeprefix("gate."): deps[r] for r in deps if r.startswith("gate.")}
+    failed = sorted(s for s, out in gates.items() if not out["passed"])
+    if failed:
+        raise Blocked(f"required suite gates failed: {', '.join(failed)}")
+    manifest = {
+        "deployment": job.id.removeprefix("deploy."),
+        "model": job.inputs["model"],
+        "prompt": {"digest": digest(job.inputs["prompt"])},
+        "requires": {s: out["passed"] for s, out in sorted(gates.items())},
+        "key": job.key,
+    }
+    target = job.inputs["target"]
+    if target is None:
+        return {"manifest": manifest, "target": None}, {}
+    shipped, meta = TARGETS[target["kind"]].run(manifest, target, job.local)
+    return {"manifest": manifest, "target": shipped}, meta
 
-    headers = {"Content-Type": "application/json"}
-    if token_ref:
-        name = ENV_REF.fullmatch(token_ref).group(1)
-        token = os.environ.get(name)
-        if not token:
-            raise JobError(f"environment variable `{name}` is not set (deployment token)")
-        headers["Authorization"] = f"Bearer {token}"
-    body = json.dumps(manifest, sort_keys=True).encode()
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return {"status": resp.status}
-    except urllib.error.HTTPError as e:
-        raise JobError(f"deployment endpoint answered HTTP {e.code}") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise JobError(f"cannot reach the deployment endpoint: {getattr(e, 'reason', e)}") from None
+
+def lock_entry(job: Any, output: Any) -> dict[str, Any]:
+    return {"target": output["target"], "requires": output["manifest"]["requires"]}
+
+
+KIND = JobKind(
+    name="deploy",
+    version=2,
+    names=names,
+    build=build,
+    run=run,
+    pool="driver",
+    shape="house",
+    lock_section="deployments",
+    lock_name=lambda job: job.id.removeprefix("deploy."),
+    lock_entry=lock_entry,
+    description="ship a model and prompt that passed their suites",
+)

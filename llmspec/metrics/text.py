@@ -44,15 +44,15 @@ def _norm(s: str) -> str:
     return " ".join(s.casefold().split())
 
 
-def exact_match(rows: Rows, constraint: Any = None) -> list[float | None]:
+def exact_match(rows: Rows) -> list[float | None]:
     return [None if p is None else float(_norm(p[0]) == _norm(p[1])) for p in _pairs(rows)]
 
 
-def contains(rows: Rows, constraint: Any = None) -> list[float | None]:
+def contains(rows: Rows) -> list[float | None]:
     return [None if p is None else float(_norm(p[1]) in _norm(p[0])) for p in _pairs(rows)]
 
 
-def bleu(rows: Rows, constraint: Any = None) -> list[float | None]:
+def bleu(rows: Rows) -> list[float | None]:
     from sacrebleu.metrics import BLEU
 
     metric = BLEU(effective_order=True)
@@ -61,7 +61,7 @@ def bleu(rows: Rows, constraint: Any = None) -> list[float | None]:
     ]
 
 
-def chrf(rows: Rows, constraint: Any = None) -> list[float | None]:
+def chrf(rows: Rows) -> list[float | None]:
     from sacrebleu.metrics import CHRF
 
     metric = CHRF()
@@ -82,13 +82,13 @@ def _rouge_f(kind: str, rows: Rows) -> list[float | None]:
     return [None if p is None else scorer.score(p[1], p[0])[kind].fmeasure for p in _pairs(rows)]
 
 
-def rouge_1(rows: Rows, constraint: Any = None) -> list[float | None]:
+def rouge_1(rows: Rows) -> list[float | None]:
     return _rouge_f("rouge1", rows)
 
 
-def rouge_2(rows: Rows, constraint: Any = None) -> list[float | None]:
+def rouge_2(rows: Rows) -> list[float | None]:
     return _rouge_f("rouge2", rows)
 
 
-def rouge_l(rows: Rows, constraint: Any = None) -> list[float | None]:
+def rouge_l(rows: Rows) -> list[float | None]:
     return _rouge_f("rougeL", rows)

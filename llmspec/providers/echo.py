@@ -10,7 +10,7 @@ from llmspec.providers import CAPABILITIES, Request, Result
 class EchoProvider:
     capabilities = CAPABILITIES["echo"]
 
-    def __init__(self, spec: Any = None, root: Any = None):
+    def __init__(self, spec: Any = None, weights: Any = None):
         self.spec = spec
 
     def generate(self, requests: list[Request]) -> list[Result]:

@@ -18,7 +18,7 @@ from llmspec.providers import CAPABILITIES, Request, Result
 class LlamaCppProvider:
     capabilities = CAPABILITIES["llamacpp"]
 
-    def __init__(self, spec: Any, root: Path | str = "."):
+    def __init__(self, spec: Any, weights: Path | None = None):
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
@@ -32,7 +32,7 @@ class LlamaCppProvider:
 
         self.spec = spec
         self.model = LlamaCpp(
-            str(Path(root) / spec.path),
+            str(weights if weights is not None else spec.path),
             echo=False,
             n_ctx=spec.n_ctx,
             n_gpu_layers=-1 if spec.gpus else 0,
@@ -47,7 +47,7 @@ class LlamaCppProvider:
         import numpy as np
 
         np.random.seed(r.seed % (2**32))
-        c = r.constraint or {}
+        c = r.constraint.to_json() if r.constraint is not None else {}
         t = r.temperature or None
         if "json_schema" in c:
             grammar = guidance.json(

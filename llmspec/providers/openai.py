@@ -33,7 +33,7 @@ from typing import Any
 
 from llmspec.jsonschemas import refs
 from llmspec.providers import CAPABILITIES, Request, Result
-from llmspec.resolve import ENV_REF
+from llmspec.secrets import ENV_REF
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,13 @@ class OpenAIProvider:
     def __init__(
         self,
         spec: Any,
-        root: Any = ".",
+        weights: Any = None,
         *,
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         retry_after_cap: float = 60.0,
     ):
         self.spec = spec
-        self.root = root
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.retry_after_cap = retry_after_cap
@@ -187,14 +186,13 @@ class OpenAIProvider:
             body["stop"] = list(r.stop)
         c = r.constraint
         if c is not None:
-            if set(c) != {"json_schema"}:
-                kinds = ", ".join(sorted(c)) or "empty"
+            if c.kind != "json_schema":
                 raise _Fail(
-                    f"the openai provider cannot enforce a {kinds} constraint: OpenAI-compatible "
+                    f"the openai provider cannot enforce a {c.kind} constraint: OpenAI-compatible "
                     "servers take only a JSON schema (response_format); use a JSON schema, or a "
                     "transformers/llamacpp model"
                 )
-            schema = c["json_schema"]
+            schema = c.value
             outside = sorted({ref for _, ref in refs(schema) if not ref.startswith("#")})
             if outside:
                 raise _Fail(
@@ -350,7 +348,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def _guarantee(r: Request) -> str:
-    return "provider" if r.constraint is not None and "json_schema" in r.constraint else "none"
+    c = r.constraint
+    return "provider" if c is not None and c.kind == "json_schema" else "none"
 
 
 def _error(r: Request, message: str, seconds: float) -> Result:

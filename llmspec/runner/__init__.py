@@ -58,7 +58,7 @@ def make_runner(name: str, **options: Any) -> Runner:
 
 def blocked_by(job: Any, finished: dict[str, Outcome]) -> Outcome | None:
     """The outcome a job gets without running, when one of its dependencies did not finish."""
-    for dep in job.deps:
+    for dep in job.deps.values():
         o = finished.get(dep)
         if o is None or o.status == "done":
             continue

@@ -13,7 +13,7 @@ class InlineRunner:
     name = "inline"
 
     def __init__(self, **options: Any):
-        self.ctx: JobContext | None = None
+        self.ctx = JobContext()
 
     def run(
         self,
@@ -23,8 +23,6 @@ class InlineRunner:
         on_start: OnStart,
         on_outcome: OnOutcome,
     ) -> None:
-        if self.ctx is None or self.ctx.project is not graph.resolved:
-            self.ctx = JobContext(graph.resolved)
         finished: dict[str, Outcome] = {}
         for job in jobs:
             early = blocked_by(job, finished)
@@ -40,4 +38,4 @@ class InlineRunner:
             on_outcome(outcome)
 
     def close(self) -> None:
-        self.ctx = None
+        self.ctx = JobContext()

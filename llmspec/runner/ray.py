@@ -1,8 +1,10 @@
 """The Ray runner: jobs become calls on Ray actors, results stream back as they finish.
 
 - Each model gets a pool of `replicas` actors with the resources its spec asks for
-  (`gpus: 1` -> `num_gpus=1`); a model loads once per actor. Everything else (index, score,
-  gate, deploy) runs on one general actor, which also keeps the embedding model loaded.
+  (`gpus: 1` -> `num_gpus=1`); a model loads once per actor. Jobs of the `general` pool
+  (index) run on one general actor, which keeps the embedding model loaded; cheap pure-Python
+  jobs (the `driver` pool: score, gate, deploy) run in the applying process itself, without a
+  round trip to a worker.
 - Dispatch is dynamic: the driver keeps a queue of ready jobs per pool and hands the next one
   to whichever replica is free, so a slow shard never holds up an idle replica. A remote call
   is one whole shard (`shard_rows` rows), enough to amortise Ray's per-call overhead.
@@ -23,23 +25,25 @@ from typing import Any
 
 from llmspec.jobs import Deps, JobContext
 from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+from llmspec.runner.inline import InlineRunner
 from llmspec.runner.profile import RunnerProfile, check_address
 
-MODEL_KINDS = ("generate", "testgen")
+GENERAL = "general"
+DRIVER = "driver"
 
 
 class _Worker:
     """Runs jobs in a Ray actor; the job context (models, embedders) lives as long as it."""
 
-    def __init__(self, ctx: JobContext, threads: int):
+    def __init__(self, threads: int):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.ctx = ctx
+        self.ctx = JobContext()
         self.threads = threads
         self._torch_threads_set = False
 
-    def run(self, job: Any, ids: list[str], *values: tuple[Any, dict]) -> Outcome:
-        deps = Deps.of(dict(zip(ids, values, strict=True)))
+    def run(self, job: Any, roles: list[str], *values: tuple[Any, dict]) -> Outcome:
+        deps = Deps.of(dict(zip(roles, values, strict=True)))
         if not self._torch_threads_set:
             try:
                 import torch
@@ -63,7 +67,7 @@ class RayRunner:
         self.started = False
         self.pools: dict[str, list[Any]] = {}
         self.shapes: dict[str, tuple[int, float, float]] = {}
-        self.ctx_ref: Any = None
+        self.driver_ctx = JobContext()
 
     # -- Ray lifecycle -----------------------------------------------------------------------
 
@@ -81,7 +85,13 @@ class RayRunner:
             "include_dashboard": False,
         }
         if p.embedded:
+            # Our own instance keeps Ray's token authentication; saying so explicitly also
+            # keeps Ray from printing a notice about it on every start.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            # Always a new instance of our own: never attach to another Ray on this machine
+            # (or to the stale cluster file a crashed one left behind).
             kwargs.update(
+                address="local",
                 num_cpus=p.num_cpus,
                 num_gpus=p.num_gpus,
                 object_store_memory=p.object_store_memory,
@@ -114,32 +124,23 @@ class RayRunner:
                 ray.kill(actor, no_restart=True)
         self.pools = {}
         self.shapes = {}
-        self.ctx_ref = None
 
-    def _plan_pools(self, graph: Any, jobs: list[Any]) -> dict[str, tuple[int, float, float]]:
+    def _plan_pools(self, jobs: list[Any]) -> dict[str, tuple[int, float, float]]:
         """(replicas, cpus, gpus) per pool; model pools share what `reserve_cpus` leaves."""
         import ray
 
-        spec = graph.resolved.spec
-        models = sorted({j.params["model"] for j in jobs if j.kind in MODEL_KINDS})
         wanted = {}
-        for m in models:
-            ms = spec.models[m]
-            replicas = int(getattr(ms, "replicas", 1))
-            if ms.provider in ("echo", "openai"):
-                replicas = 1  # nothing to load; concurrency lives in the provider
-            cpus = (
-                float(getattr(ms, "cpus", 0.25))
-                if ms.provider in ("transformers", "llamacpp")
-                else 0.25
-            )
-            wanted[m] = (replicas, cpus, float(getattr(ms, "gpus", 0)))
+        for j in jobs:
+            if j.pool.startswith("model:") and j.pool not in wanted:
+                r = j.resources
+                wanted[j.pool] = (int(r["replicas"]), float(r["cpus"]), float(r["gpus"]))
         total = ray.cluster_resources().get("CPU", 1.0)
         budget = max(total - self.profile.reserve_cpus, total / 2)
         claimed = sum(r * c for r, c, _ in wanted.values())
         scale = min(1.0, budget / claimed) if claimed else 1.0
         pools = {m: (r, round(c * scale, 3), g) for m, (r, c, g) in wanted.items()}
-        pools["_general"] = (1, 0.0, 0.0)
+        if any(j.pool == GENERAL for j in jobs):
+            pools[GENERAL] = (1, 0.0, 0.0)
         return pools
 
     def _pool(self, name: str, shape: tuple[int, float, float]) -> list[Any]:
@@ -159,7 +160,7 @@ class RayRunner:
                 max_concurrency=1,
             )
             threads = max(1, int(round(cpus))) if cpus else 1
-            self.pools[name] = [cls.remote(self.ctx_ref, threads) for _ in range(replicas)]
+            self.pools[name] = [cls.remote(threads) for _ in range(replicas)]
         return self.pools[name]
 
     # -- the loop ----------------------------------------------------------------------------
@@ -182,43 +183,40 @@ class RayRunner:
 
         if not jobs:
             return
+        if all(j.pool == DRIVER for j in jobs):  # nothing for a worker: no need for Ray
+            return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome)
         self.start()
-        if self.ctx_ref is not None and self.ctx_ref.project is not graph.resolved:
-            self._drop_pools()  # another project: its actors hold the old context
-        if self.ctx_ref is None:
-            # by value, not ray.put: a restarted actor must be able to rebuild its context
-            self.ctx_ref = JobContext(graph.resolved)
-        shapes = self._plan_pools(graph, jobs)
-        pool_of = {j.id: (j.params["model"] if j.kind in MODEL_KINDS else "_general") for j in jobs}
+        shapes = self._plan_pools(jobs)
         idle = {name: collections.deque(self._pool(name, shapes[name])) for name in shapes}
         to_run = {j.id: j for j in jobs}
         finished: dict[str, Outcome] = {}
         waiting = list(jobs)
         ready: dict[str, collections.deque] = {name: collections.deque() for name in shapes}
+        ready[DRIVER] = collections.deque()
         in_flight: dict[Any, tuple[Any, Any, int]] = {}  # ref -> (job, actor, attempt)
         dep_refs: dict[str, Any] = {}
         crashes: collections.Counter = collections.Counter()
         limit = self.profile.max_concurrency
         # how many jobs still to finish read each dependency: at 0 its object can go
-        readers = collections.Counter(d for j in jobs for d in j.deps)
+        readers = collections.Counter(d for j in jobs for d in j.deps.values())
 
         def release(job: Any) -> None:
-            for d in job.deps:
+            for d in job.deps.values():
                 readers[d] -= 1
                 if readers[d] <= 0:
                     dep_refs.pop(d, None)  # keep the object store small on long runs
 
         def dep_args(job: Any) -> list[Any]:
             """Object refs of the dependencies' outputs, put once each; Ray resolves them."""
-            for d in job.deps:
+            for d in job.deps.values():
                 if d not in dep_refs:
                     dep_refs[d] = ray.put(output_of(d))
-            return [dep_refs[d] for d in job.deps]
+            return [dep_refs[d] for d in job.deps.values()]
 
         def promote() -> None:
             still = []
             for job in waiting:
-                pending = [d for d in job.deps if d in to_run and d not in finished]
+                pending = [d for d in job.deps.values() if d in to_run and d not in finished]
                 if pending:
                     still.append(job)
                     continue
@@ -228,11 +226,13 @@ class RayRunner:
                     release(job)
                     on_outcome(early)
                     continue
-                ready[pool_of[job.id]].append(job)
+                ready[job.pool].append(job)
             waiting[:] = still
 
         def submit() -> None:
             for name, queue in ready.items():
+                if name == DRIVER:
+                    continue
                 while queue and idle[name] and len(in_flight) < limit:
                     job = queue.popleft()
                     actor = idle[name].popleft()
@@ -240,14 +240,26 @@ class RayRunner:
                     ref = actor.run.remote(job, list(job.deps), *dep_args(job))
                     in_flight[ref] = (job, actor, crashes[job.id])
 
+        def finish(job: Any, outcome: Outcome) -> None:
+            finished[job.id] = outcome
+            release(job)
+            on_outcome(outcome)
+            promote()
+            submit()
+
         try:
             promote()
             submit()
-            while in_flight:
+            while in_flight or ready[DRIVER]:
+                if ready[DRIVER]:  # cheap work, in this process, while workers run
+                    job = ready[DRIVER].popleft()
+                    on_start(job.id)
+                    finish(job, execute(job, Deps(job.deps, output_of), self.driver_ctx))
+                    continue
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 ref = done[0]
                 job, actor, _attempt = in_flight.pop(ref)
-                idle[pool_of[job.id]].append(actor)
+                idle[job.pool].append(actor)
                 try:
                     outcome = ray.get(ref)
                 except (
@@ -258,7 +270,7 @@ class RayRunner:
                 ) as e:
                     crashes[job.id] += 1
                     if crashes[job.id] <= self.profile.max_retries:
-                        ready[pool_of[job.id]].appendleft(job)  # the actor restarts by itself
+                        ready[job.pool].appendleft(job)  # the actor restarts by itself
                         submit()
                         continue
                     outcome = Outcome(
@@ -266,11 +278,7 @@ class RayRunner:
                         "failed",
                         error=f"worker crashed {crashes[job.id]} times: {type(e).__name__}",
                     )
-                finished[job.id] = outcome
-                release(job)
-                on_outcome(outcome)
-                promote()
-                submit()
+                finish(job, outcome)
             for job in waiting:  # unreachable: a dependency never finished
                 o = Outcome(job.id, "skipped", error="a dependency did not finish")
                 on_outcome(o)

@@ -7,6 +7,7 @@ surprises become errors with a hint instead of silently different values.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
@@ -96,8 +97,16 @@ Model = Annotated[
     TransformersModel | OpenAIModel | EchoModel | LlamaCppModel,
     Field(discriminator="provider"),
 ]
-PROVIDERS = ("transformers", "openai", "echo", "llamacpp")
-TARGET_KINDS = ("export", "http")
+
+
+def _tagged(union: Any, tag: str) -> dict[str, type[Spec]]:
+    """The members of a discriminated union by their tag value."""
+    members = typing.get_args(typing.get_args(union)[0])
+    return {typing.get_args(m.model_fields[tag].annotation)[0]: m for m in members}
+
+
+MODEL_TYPES = _tagged(Model, "provider")
+PROVIDERS = tuple(MODEL_TYPES)
 
 
 class Output(Spec):
@@ -216,6 +225,9 @@ class HttpTarget(Spec):
 
 
 Target = Annotated[ExportTarget | HttpTarget, Field(discriminator="kind")]
+TARGET_TYPES = _tagged(Target, "kind")
+TARGET_KINDS = tuple(TARGET_TYPES)
+DISCRIMINATORS = {"provider": PROVIDERS, "kind": TARGET_KINDS}
 
 
 class Deployment(Spec):
@@ -257,6 +269,43 @@ SINGULAR = {
     "suites": "suite",
     "deployments": "deployment",
 }
+
+
+# Fields that cannot change any job's output, so no job key covers them. Every other field of
+# the language is read by some job and is part of its inputs; tests/unit/test_keys.py changes
+# each field of a rich project and checks the plan moves unless the field is listed here, and
+# docs/language.md lists them for users.
+OUTPUT_NEUTRAL: dict[str, str] = {
+    "Project.name": "the project's label in the lock and plan",
+    "Project.description": "documentation",
+    "Prompt.description": "documentation",
+    "Suite.description": "documentation",
+    "TransformersModel.replicas": "how many copies run at once",
+    "TransformersModel.cpus": "resources per replica",
+    "TransformersModel.gpus": "resources per replica",
+    "TransformersModel.batch_size": "rows decoded together: each row keeps its own positions, "
+    "masks and seed, so outputs are the same at any batch size",
+    "LlamaCppModel.replicas": "how many copies run at once",
+    "LlamaCppModel.cpus": "resources per replica",
+    "LlamaCppModel.gpus": "resources per replica",
+    "OpenAIModel.api_key": "a secret reference; secrets never enter keys",
+    "OpenAIModel.concurrency": "requests in flight",
+    "OpenAIModel.timeout_s": "how long to wait; a timed-out row is retried, never stored",
+    "OpenAIModel.max_retries": "how often to retry; a failed row is never stored",
+    "HttpTarget.token": "a secret reference; secrets never enter keys",
+}
+
+
+def neutral_fields(cls: type[Spec]) -> frozenset[str]:
+    """The output-neutral fields of one spec model."""
+    return frozenset(f for f in cls.model_fields if f"{cls.__name__}.{f}" in OUTPUT_NEUTRAL)
+
+
+def keyed_dump(spec: Spec, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A spec value as JSON, defaults included, without its output-neutral fields (and
+    `drop`): what job keys cover of it. A new field enters keys by default."""
+    skip = neutral_fields(type(spec)) | set(drop)
+    return spec.model_dump(mode="json", by_alias=True, exclude=skip)
 
 
 def json_schema() -> dict[str, Any]:

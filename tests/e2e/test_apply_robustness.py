@@ -519,25 +519,26 @@ def test_run_lock_refuses_a_second_apply_and_a_killed_holder_is_stale(tmp_path: 
 # -- 6. a failing job does not lose the others ------------------------------------------------
 
 
-@pytest.mark.parametrize("failure", ["target-is-blocked", "target-escapes-project"])
-def test_failed_job_keeps_finished_ones_and_next_apply_runs_only_the_rest(
-    tmp_path: Path, failure: str
+def test_export_target_outside_the_project_is_refused_before_anything_runs(
+    tmp_path: Path,
 ) -> None:
+    root = write_project(tmp_path / "p", rows=4, shard_rows=2, target="../outside/prod.json")
+    r = invoke("apply", str(root))
+    assert r.exit_code == 1, r.output
+    assert "error[E030]" in r.stderr and "outside the project" in r.stderr
+    assert not (tmp_path / "outside").exists() and not (root / "llmspec.lock").exists()
+
+
+def test_failed_job_keeps_finished_ones_and_next_apply_runs_only_the_rest(tmp_path: Path) -> None:
     root = tmp_path / "p"
-    if failure == "target-is-blocked":
-        write_project(root, rows=4, shard_rows=2)
-        (root / "build").write_text("a file where the export folder should be\n")
-    else:
-        write_project(root, rows=4, shard_rows=2, target="../outside/prod.json")
+    write_project(root, rows=4, shard_rows=2)
+    (root / "build").write_text("a file where the export folder should be\n")
 
     r = invoke("apply", str(root))
     assert r.exit_code == 1, r.output
     assert "deploy.prod: FAILED" in r.stderr
-    if failure == "target-escapes-project":
-        assert "outside the project" in r.stderr
-        assert not (tmp_path / "outside").exists()
-    else:
-        assert "Error" in r.stderr  # the OS error, named
+    assert "Error" in r.stderr  # the OS error, named
+    assert "error[E091]: job `deploy.prod` failed" in r.stderr  # located at the spec
     assert summary_line(r.stdout).startswith("Apply: 4 ran, 0 reused, 1 failed.")
     lock = parse_lock((root / "llmspec.lock").read_text(encoding="utf-8"), "llmspec.lock")
     assert sorted(lock.jobs) == [
@@ -546,7 +547,7 @@ def test_failed_job_keeps_finished_ones_and_next_apply_runs_only_the_rest(
         "generate.quality.preview.1",
         "score.quality.preview",
     ]
-    assert lock.suites["quality"].passed
+    assert lock.suites["quality"]["passed"]
     failed = [e for e in events(run_logs(root)) if e.get("event") == "failed"]
     assert [e["job"] for e in failed] == ["deploy.prod"] and failed[0]["error"]
 
@@ -554,10 +555,7 @@ def test_failed_job_keeps_finished_ones_and_next_apply_runs_only_the_rest(
     r = invoke("plan", str(root))
     assert r.exit_code == 0, r.output
     assert "Plan: 1 to run" in r.stdout and "deploy.prod" in r.stdout
-    if failure == "target-is-blocked":
-        (root / "build").unlink()
-    else:
-        write_project(root, rows=4, shard_rows=2)
+    (root / "build").unlink()
     r = invoke("apply", str(root))
     assert r.exit_code == 0, r.output
     assert summary_line(r.stdout).startswith("Apply: 1 ran, 0 reused.")

@@ -66,7 +66,7 @@ def test_example_project_on_ray(ray_cluster, example_project: Path, tmp_path: Pa
     graph, store, report = _apply(example_project)
     assert report.ok and not report.failed, report
     assert set(report.done) == set(graph.jobs)
-    schema = graph.resolved.schemas["answer"]
+    schema = graph.facts["schemas"]["answer"]
     for prefix, constraint in (
         ("generate.quality.base", {"json_schema": schema}),
         ("generate.routing.base", {"choice": ["billing", "shipping", "account", "other"]}),
@@ -97,7 +97,7 @@ def test_constraint_does_the_work(example_project: Path) -> None:
 
     from llmspec.constraints import check_output
     from llmspec.project import load_project
-    from llmspec.providers.constrained import generate_batch
+    from llmspec.providers.transformers.decode import generate_batch
 
     rp = load_project(example_project)
     path = example_project / "models" / "tiny"

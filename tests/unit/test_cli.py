@@ -125,6 +125,6 @@ def test_lock_diff_against_git(tmp_path, monkeypatch) -> None:
     assert runner.invoke(main, ["apply", str(root)]).exit_code == 0
     r = runner.invoke(main, ["lock", "diff", "--git", "HEAD", "--project", str(root)])
     assert r.exit_code == 0, r.output
-    assert "Prompts:\n  ~ p: template changed" in r.stdout
+    assert 'Prompts:\n  ~ p: template "{{ question }}" -> "Q: {{ question }}"' in r.stdout
     bad = runner.invoke(main, ["lock", "diff", "--git", "nope", "--project", str(root)])
     assert bad.exit_code == 1 and "error[E008]" in bad.stderr

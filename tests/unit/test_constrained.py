@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from llmspec.providers.constrained import check_enforceable, grammar_for
+from llmspec.constraints import check_enforceable, grammar_for
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -163,7 +163,7 @@ def test_check_enforceable():
 def test_grammar_half_imports_no_heavy_modules():
     code = (
         "import sys\n"
-        "from llmspec.providers.constrained import check_enforceable, grammar_for\n"
+        "from llmspec.constraints import check_enforceable, grammar_for\n"
         "assert check_enforceable({'json_schema': {'type': 'object'}}) is None\n"
         "assert check_enforceable({'json_schema': {'not': {}}})\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -200,7 +200,7 @@ def tiny(tmp_path_factory):
 
 
 def _gen(tiny, prompts, constraints, **kw):
-    from llmspec.providers.constrained import generate_batch
+    from llmspec.providers.transformers.decode import generate_batch
 
     model, tokenizer = tiny
     kw.setdefault("max_tokens", 160)
@@ -387,7 +387,7 @@ def test_model_vocab_larger_than_tokenizer(tiny):
 
 @pytest.mark.slow
 def test_llg_tokenizer_is_cached(tiny):
-    from llmspec.providers.constrained import llg_tokenizer_for
+    from llmspec.providers.transformers.masks import llg_tokenizer_for
 
     _, tokenizer = tiny
     assert llg_tokenizer_for(tokenizer) is llg_tokenizer_for(tokenizer)

@@ -6,7 +6,6 @@ import pytest
 
 from llmspec.errors import LlmspecError
 from llmspec.providers import load_provider
-from llmspec.spec import LlamaCppModel
 
 
 @pytest.mark.skipif(
@@ -14,8 +13,8 @@ from llmspec.spec import LlamaCppModel
 )
 def test_missing_llama_cpp_is_a_clear_error(tmp_path) -> None:
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
-    spec = LlamaCppModel.model_validate({"provider": "llamacpp", "path": "m.gguf"})
+    settings = {"provider": "llamacpp", "path": "m.gguf", "weights": str(tmp_path / "m.gguf")}
     with pytest.raises(LlmspecError) as e:
-        load_provider(spec, tmp_path)
+        load_provider(settings)
     d = e.value.diagnostics[0]
     assert d.code == "E062" and "pip install llama-cpp-python" in d.hint

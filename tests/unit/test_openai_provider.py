@@ -21,7 +21,7 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
 
-from llmspec.constraints import check_output  # noqa: E402
+from llmspec.constraints import Constraint, check_output  # noqa: E402
 from llmspec.providers import CAPABILITIES, Request, load_provider  # noqa: E402
 from llmspec.providers.openai import OpenAIProvider, parse_retry_after  # noqa: E402
 from llmspec.spec import OpenAIModel  # noqa: E402
@@ -158,12 +158,13 @@ def provider(base_url: str, **fields: Any) -> OpenAIProvider:
         "max_retries": 3,
     } | fields
     return OpenAIProvider(
-        OpenAIModel.model_validate(data), ".", backoff_base=0.001, backoff_cap=0.01
+        OpenAIModel.model_validate(data), None, backoff_base=0.001, backoff_cap=0.01
     )
 
 
 def req(prompt: str, constraint: dict | None = None, **kw: Any) -> Request:
-    return Request(system=kw.pop("system", None), prompt=prompt, constraint=constraint,
+    return Request(system=kw.pop("system", None), prompt=prompt,
+                   constraint=Constraint.of(constraint),
                    max_tokens=kw.pop("max_tokens", 32), **kw)  # fmt: skip
 
 
@@ -409,8 +410,7 @@ def test_empty_batch_makes_no_call(server: FakeOpenAI) -> None:
 
 
 def test_load_provider(server: FakeOpenAI) -> None:
-    spec = OpenAIModel.model_validate({"provider": "openai", "base_url": server.url, "model": "m"})
-    p = load_provider(spec, ".")
+    p = load_provider({"provider": "openai", "base_url": server.url, "model": "m"})
     assert isinstance(p, OpenAIProvider) and p.capabilities == CAPABILITIES["openai"]
     assert p.capabilities.json_schema and not p.capabilities.regex and not p.capabilities.choice
 

@@ -133,9 +133,11 @@ def test_apply_then_plan_is_empty(series, step: str) -> None:
 
 def test_reasons_name_what_moved(series) -> None:
     assert "+ generate.quality.strict.0" in series["02-add-model"]["plan.txt"]
-    assert "prompt `qa` template changed" in series["03-change-template"]["plan.txt"]
-    assert "model `preview` seed 1 -> 2" in series["04-change-seed"]["plan.txt"]
-    assert "dataset `golden`: 3 rows added" in series["05-add-rows"]["plan.txt"]
+    assert 'prompt `qa` template "Q: {{ question }}" -> "Question: {{ question }}"' in (
+        series["03-change-template"]["plan.txt"]
+    )
+    assert "model `preview` params.seed 1 -> 2" in series["04-change-seed"]["plan.txt"]
+    assert "dataset `golden` rows 6 -> 9, content changed" in series["05-add-rows"]["plan.txt"]
     removed = series["06-remove-suite"]["plan.txt"]
     assert "- gate.routing" in removed and "- generate.routing.preview.0" in removed
 
@@ -145,8 +147,8 @@ def test_artifacts_match_their_committed_schemas(series) -> None:
         "plan": json.loads((REPO / "schemas" / "plan.schema.json").read_text()),
         "lock": json.loads((REPO / "schemas" / "lock.schema.json").read_text()),
     }
-    assert committed["plan"] == plan_json_schema()
-    assert committed["lock"] == lock_schema()
+    assert committed["plan"] == plan_json_schema(), "llmspec schema --artifact plan"
+    assert committed["lock"] == lock_schema(), "llmspec schema --artifact lock"
     for step in series.values():
         assert validation_errors(committed["plan"], json.loads(step["plan.json"])) == []
         assert validation_errors(committed["lock"], json.loads(step["llmspec.lock"])) == []

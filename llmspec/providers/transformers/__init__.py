@@ -1,14 +1,12 @@
 """The `transformers` provider: local weights, batched decoding, constraints as token masks.
 
 The model and tokenizer load once per provider (once per worker); requests are decoded in
-batches by `constrained.generate_batch`, which applies llguidance token masks to every row
-of a batch at each step. Nothing is ever downloaded: a hub id must already be in the local
-cache.
+batches by `decode.generate_batch`, which applies llguidance token masks to every row of a batch
+at each step. Nothing is ever downloaded: a hub id must already be in the local cache.
 """
 
 from __future__ import annotations
 
-import time
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -20,15 +18,13 @@ from llmspec.providers import CAPABILITIES, Request, Result
 class TransformersProvider:
     capabilities = CAPABILITIES["transformers"]
 
-    def __init__(self, spec: Any, root: Path | str = "."):
+    def __init__(self, spec: Any, weights: Path | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = spec
-        source = str(Path(root) / spec.path) if spec.path else spec.model
+        source = str(weights) if weights is not None else (spec.path or spec.model)
         kwargs: dict[str, Any] = {"local_files_only": True}
-        if spec.revision:
-            kwargs["revision"] = spec.revision
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             if spec.dtype != "auto":
@@ -40,8 +36,9 @@ class TransformersProvider:
                 if spec.model
                 else "check `path`: a folder saved with save_pretrained"
             )
+            shown = spec.path or spec.model
             raise LlmspecError.one(
-                "E061", f"cannot load model `{source}`: {e}", Loc(source), hint
+                "E061", f"cannot load model `{shown}`: {e}", Loc(shown), hint
             ) from None
         self.model.eval()
         if self.tokenizer.pad_token_id is None:
@@ -54,7 +51,7 @@ class TransformersProvider:
     @property
     def llg_tokenizer(self) -> Any:
         if self._llg is None:
-            from llmspec.providers.constrained import llg_tokenizer_for
+            from llmspec.providers.transformers.masks import llg_tokenizer_for
 
             self._llg = llg_tokenizer_for(self.tokenizer)
         return self._llg
@@ -71,13 +68,17 @@ class TransformersProvider:
         return r.prompt if r.system is None else f"{r.system}\n\n{r.prompt}"
 
     def generate(self, requests: list[Request]) -> list[Result]:
-        from llmspec.providers.constrained import generate_batch
+        """One Result per request, in order. Rows with the same decoding settings decode
+        together; a row's `seconds` is the time from the start of its batch until that row
+        finished, which is what a caller waiting for it would see (rows of a batch share
+        forward passes, so these times overlap and do not add up to the batch's time)."""
+        from llmspec.providers.transformers.decode import generate_batch
 
         results: list[Result | None] = [None] * len(requests)
         order = sorted(range(len(requests)), key=lambda i: _group(requests[i]))
         for (max_tokens, temperature, top_p), idx in groupby(order, lambda i: _group(requests[i])):
             idx = list(idx)
-            texts, ok = [], []
+            texts, ok, lengths = [], [], []
             for i in idx:
                 text = self.render(requests[i])
                 n = len(self.tokenizer(text, add_special_tokens=not self.chat).input_ids)
@@ -88,13 +89,14 @@ class TransformersProvider:
                         "none",
                         f"prompt is {n} tokens; with max_tokens {max_tokens} it exceeds the "
                         f"model's {self.max_positions} positions",
+                        prompt_tokens=n,
                     )
                     continue
                 texts.append(text)
                 ok.append(i)
+                lengths.append(n)
             if not ok:
                 continue
-            t0 = time.perf_counter()
             gens = generate_batch(
                 self.model,
                 self.tokenizer,
@@ -106,9 +108,9 @@ class TransformersProvider:
                 seeds=[requests[i].seed for i in ok],
                 llg_tokenizer=self.llg_tokenizer,
                 batch_size=self.spec.batch_size,
+                add_special_tokens=not self.chat,
             )
-            per_row = (time.perf_counter() - t0) / len(ok)
-            for i, g in zip(ok, gens, strict=True):
+            for i, n, g in zip(ok, lengths, gens, strict=True):
                 text, finish = g.text, g.finish
                 if requests[i].constraint is None and requests[i].stop:
                     text, cut = _cut_at_stop(text, requests[i].stop)
@@ -118,7 +120,9 @@ class TransformersProvider:
                     if g.guarantee == "token"
                     else ("checked" if requests[i].constraint else "none")
                 )
-                results[i] = Result(text, finish, guarantee, g.error, g.tokens, per_row)
+                results[i] = Result(
+                    text, finish, guarantee, g.error, g.tokens, g.seconds, prompt_tokens=n
+                )
         return [r for r in results if r is not None]
 
 

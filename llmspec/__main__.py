@@ -1,0 +1,5 @@
+"""`python -m llmspec`: the same as the `llmspec` command."""
+
+from llmspec.cli import main
+
+main()

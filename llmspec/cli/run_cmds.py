@@ -1,0 +1,274 @@
+"""Commands that compile a project: `plan`, `apply`, `graph`, `report`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from llmspec.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_GATES, EXIT_INTERRUPTED, handle_errors, main
+from llmspec.errors import Diagnostic, LlmspecError, Loc, render
+
+
+def compile_path(path: str) -> tuple[Any, Any, Any]:
+    """Load, resolve and compile; the hash cache keeps weight hashing to once per file."""
+    from llmspec.compile import compile_project
+    from llmspec.hashing import HashCache
+    from llmspec.project import load_project
+    from llmspec.store import Store
+
+    resolved = load_project(path)
+    store = Store(resolved.root)
+    cache = HashCache(store.cache_path("hashes.json"))
+    graph = compile_project(resolved, cache)
+    try:
+        cache.save()
+    except OSError:
+        pass  # a read-only checkout still plans; it only hashes again next time
+    return resolved, graph, store
+
+
+def plan_for(graph: Any, store: Any, stored: set[str] | None = None) -> Any:
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import make_plan
+
+    root = graph.root
+    keys = store.keys() if stored is None else stored
+    return make_plan(graph, read_lock(root), keys, lock_digest(root))
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="json: a schema-checked document; markdown: a PR comment.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for `apply`.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.",
+)
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Fail (exit 1) when llmspec.lock is out of date with the spec (for CI).",
+)
+@handle_errors
+def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool) -> None:
+    """Show what apply would run, and why.
+
+    Each job is marked `+` new, `~` must re-run (with the inputs that changed), `-` no longer
+    in the spec, `*` result missing from this machine's .llmspec/ store, or `<=` a live probe
+    that runs on every apply.
+
+    \b
+    Examples:
+      llmspec plan specs/
+      llmspec plan specs/ --format markdown > plan.md
+      llmspec plan specs/ --out plan.json && llmspec apply specs/ --plan plan.json
+      llmspec plan specs/ --locked            # in CI: is the lock current?
+    """
+    from llmspec.fsutil import write_atomic
+    from llmspec.lock import LOCK_NAME
+    from llmspec.plan import render_markdown, render_text, to_saved
+
+    _, graph, store = compile_path(path)
+    the_plan = plan_for(graph, store)
+    saved = to_saved(the_plan)
+    if out:
+        write_atomic(out, (saved.model_dump_json(indent=2) + "\n").encode())
+    if fmt == "json":
+        click.echo(saved.model_dump_json(indent=2))
+    elif fmt == "markdown":
+        click.echo(render_markdown(the_plan), nl=False)
+    else:
+        click.echo(render_text(the_plan), nl=False)
+    stale = [c for c in the_plan.changes if c.action not in ("restore", "read")]
+    if locked and (stale or the_plan.lock_changes):
+        n = len(stale) + len(the_plan.lock_changes)
+        diag = Diagnostic(
+            "E085",
+            f"llmspec.lock is out of date with the spec ({n} change{'s' if n != 1 else ''})",
+            Loc(str(graph.root / LOCK_NAME)),
+            "run `llmspec apply` and commit llmspec.lock",
+        )
+        click.echo(render([diag]), err=True)
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and not the_plan.empty:
+        sys.exit(EXIT_CHANGES)
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Apply exactly this saved plan; refused if the project or lock moved since.",
+)
+@click.option(
+    "--runner",
+    "runner_name",
+    envvar="LLMSPEC_RUNNER",
+    default="local",
+    show_default=True,
+    help="`local`: an embedded Ray (or the cluster in RAY_ADDRESS); `inline`: this process, "
+    "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@handle_errors
+def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> None:
+    """Run what the plan says, store each result as it lands, write llmspec.lock.
+
+    A second apply right after does nothing. An interrupted apply (Ctrl-C, a crash) keeps every
+    finished job; the next apply resumes. Ends with a summary per suite: rows, errors by cause,
+    each metric, each gate. Exit 0 when everything ran and every gate passed, 1 when a job
+    failed, 3 when a suite's gate failed, 130 when interrupted.
+
+    \b
+    Examples:
+      llmspec apply specs/
+      llmspec apply specs/ --plan plan.json
+      llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
+      RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
+    """
+    from llmspec.apply import apply_plan, check_saved_plan
+    from llmspec.cli.progress import Progress
+    from llmspec.cli.output import apply_line, failure_diagnostics
+    from llmspec.lock import lock_digest
+    from llmspec.plan import SavedPlan, render_text
+    from llmspec.report.text import render as render_results
+    from llmspec.results import collect_results
+    from llmspec.store import RunLock
+
+    resolved, graph, store = compile_path(path)
+    root = graph.root
+    with RunLock(root).held() as run_lock:
+        if run_lock.previous is not None and not quiet:
+            prev = run_lock.previous
+            click.echo(
+                f"note: a previous apply (pid {prev.pid} on {prev.host}, since "
+                f"{prev.since}) did not finish; resuming",
+                err=True,
+            )
+        stored = store.keys()
+        the_plan = plan_for(graph, store, stored)
+        if plan_file:
+            check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
+        if not quiet:
+            click.echo(render_text(the_plan), nl=False)
+        runner = _runner(runner_name, root)
+        try:
+            with Progress(graph, the_plan, quiet) as progress:
+                report = apply_plan(the_plan, graph, store, runner, progress, stored)
+        finally:
+            runner.close()
+    lock = report.lock
+    failing = sorted(n for n, s in (lock.suites.items() if lock else []) if not s.get("passed"))
+    results = collect_results(graph, store, lock, resolved.spec)
+    if results.suites:
+        click.echo("")
+        click.echo(render_results(results), nl=False)
+    problems = failure_diagnostics(report, graph)
+    if problems:
+        click.echo(render(problems), err=True)
+    click.echo(apply_line(report, failing))
+    if report.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+    if failing:
+        sys.exit(EXIT_GATES)
+
+
+def _read_saved(plan_file: str, cls: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        with open(plan_file, encoding="utf-8") as fh:
+            return cls.model_validate_json(fh.read())
+    except (ValidationError, ValueError, OSError):
+        raise LlmspecError.one(
+            "E082",
+            "not a plan file written by `llmspec plan --out`",
+            Loc(plan_file),
+            "save a plan with `llmspec plan PATH --out plan.json`",
+        ) from None
+
+
+def _runner(name: str, root: Any) -> Any:
+    from llmspec.runner import make_runner
+    from llmspec.runner.profile import load_profile
+
+    profile = load_profile(name, root)
+    return make_runner(profile.runner, profile=profile, where=f"--runner {name}")
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+)
+@handle_errors
+def graph(path: str, fmt: str) -> None:
+    """Print the job graph as Mermaid or Graphviz DOT, marked with the plan's actions.
+
+    \b
+    Examples:
+      llmspec graph specs/                      # paste into a Markdown ```mermaid block
+      llmspec graph specs/ --format dot | dot -Tsvg > graph.svg
+    """
+    from llmspec.graphviz import render_dot, render_mermaid
+
+    _, g, store = compile_path(path)
+    actions = {c.job_id: c.symbol for c in plan_for(g, store).changes}
+    click.echo((render_mermaid if fmt == "mermaid" else render_dot)(g, actions), nl=False)
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="text: tables; markdown: a PR comment; json: schemas/results.schema.json; junit: CI.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@handle_errors
+def report(path: str, fmt: str, out: str | None) -> None:
+    """Show the results of the project's suites: per variant the rows, errors, metrics and
+    gates; per row the input, output, reference and scores (json).
+
+    Results come from this machine's .llmspec/ store; where it lacks them (a fresh checkout)
+    the lock's record is shown. Run `llmspec apply` first.
+
+    \b
+    Examples:
+      llmspec report specs/
+      llmspec report specs/ --format markdown > results.md
+      llmspec report specs/ --format junit --out results.xml
+    """
+    from llmspec.lock import read_lock
+    from llmspec.report import render as render_report
+    from llmspec.results import collect_results
+
+    resolved, g, store = compile_path(path)
+    results = collect_results(g, store, read_lock(g.root), resolved.spec)
+    text = render_report(results, fmt)
+    if out:
+        from llmspec.fsutil import write_atomic
+
+        write_atomic(out, text.encode())
+    else:
+        click.echo(text, nl=False)
+
+
+__all__ = ["EXIT_ERROR", "apply", "graph", "plan", "report"]

