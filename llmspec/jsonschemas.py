@@ -1,8 +1,9 @@
 """JSON Schema checks and validators, safe to run on untrusted schemas.
 
 - Only Draft 2020-12; a schema is checked against the metaschema before use.
-- `$ref` resolves to the schema itself or to files inside the project, never to the network
-  (jsonschema would otherwise fetch remote refs) and never outside the project.
+- `$ref` resolves inside the schema only: files of the project it refers to are bundled into it
+  at resolve (`bundle`), and nothing is ever fetched (jsonschema would otherwise fetch remote
+  refs) or read from outside the project.
 - `pattern` runs on the `regex` engine with a time limit, so a pathological pattern cannot hang
   a run; validators are built once per schema and cached.
 """
@@ -99,55 +100,24 @@ def _safe_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> I
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _local_registry(root: Path) -> Any:
-    from referencing import Registry, Resource
-    from referencing.exceptions import NoSuchResource
-
-    def retrieve(uri: str) -> Any:
-        path = Path(uri.removeprefix("file://")) if uri.startswith("file://") else None
-        if path is None:
-            raise NoSuchResource(ref=uri)
-        target = path.resolve()
-        try:
-            target.relative_to(root.resolve())
-        except ValueError:
-            raise NoSuchResource(ref=uri) from None
-        text = target.read_text(encoding="utf-8")
-        if target.suffix in (".yaml", ".yml"):
-            from llmspec.load import load_text
-
-            contents = load_text(text, str(target)).data
-        else:
-            contents = json.loads(text)
-        return Resource.from_contents(contents, default_specification=_draft())
-
-    return Registry(retrieve=retrieve)
-
-
-def _draft() -> Any:
-    from referencing.jsonschema import DRAFT202012
-
-    return DRAFT202012
-
-
 @lru_cache(maxsize=256)
-def _validator(schema_json: str, root: str) -> Any:
+def _validator(schema_json: str) -> Any:
     from jsonschema import Draft202012Validator, validators
+    from referencing import Registry
 
     cls = validators.extend(Draft202012Validator, {"pattern": _safe_pattern})
-    schema = json.loads(schema_json)
-    root_path = Path(root)
-    schema.setdefault("$id", (root_path / "__schema__.json").resolve().as_uri())
-    return cls(schema, registry=_local_registry(root_path))
+    # An empty registry that retrieves nothing: resolve bundles every file a schema refers to,
+    # and anything else (a URL) is never fetched.
+    return cls(json.loads(schema_json), registry=Registry())
 
 
-def validator_for(schema: dict[str, Any], root: Path | str = ".") -> Any:
-    """A cached validator for a schema whose file refs resolve under `root`."""
-    return _validator(json.dumps(schema, sort_keys=True), str(Path(root).resolve()))
+def validator_for(schema: Any) -> Any:
+    """A cached validator for a (bundled) schema."""
+    return _validator(json.dumps(schema, sort_keys=True))
 
 
-def validation_errors(schema: dict[str, Any], instance: Any, root: Path | str = ".") -> list[str]:
-    return [e.message for e in validator_for(schema, root).iter_errors(instance)]
+def validation_errors(schema: Any, instance: Any) -> list[str]:
+    return [e.message for e in validator_for(schema).iter_errors(instance)]
 
 
 def bundle(schema: Any, base: Path, root: Path) -> Any:

@@ -2,7 +2,9 @@
 
 Each finished job's output is written, atomically, to `.llmspec/store/<kk>/<key>.json` the moment
 it finishes, before the lockfile is touched: a crash loses at most the jobs still running, and
-the next apply finds everything else by key. The folder is machine-local and gitignored.
+the next apply finds everything else by key. Jobs that produce folders (fine-tuned weights,
+indices) store them as trees under `.llmspec/trees/<key>/`, moved in by one rename. The folder
+is machine-local and gitignored.
 """
 
 from __future__ import annotations
@@ -100,6 +102,42 @@ class Store:
             self._made.add(path.parent)
         write_atomic(path, canonical(record).encode(), durable=False, make_dirs=False)
         return Stored(job, kind, key, output, d, meta or {})
+
+    # -- folders ------------------------------------------------------------------------------
+
+    def _tree(self, key: str) -> Path:
+        return self.root / "trees" / key.split(":", 1)[-1]
+
+    def put_tree(self, key: str, src: Path) -> str:
+        """Move the folder `src` (fine-tuned weights, an index) into the store under `key`;
+        return its digest (of every file's path and content). The move is a rename, so a
+        reader sees the whole folder or none of it; `src` must be on the same file system
+        (make it under `tmp_dir()`)."""
+        from llmspec.hashing import HashCache, digest, tree_digests
+
+        d = digest(tree_digests(src, HashCache(None)))
+        target = self._tree(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # an earlier run stored the same key: same inputs, keep it
+            import shutil
+
+            shutil.rmtree(src, ignore_errors=True)
+            return d
+        os.replace(src, target)
+        return d
+
+    def tree(self, key: str) -> Path | None:
+        """The stored folder of `key`, or None."""
+        target = self._tree(key)
+        return target if target.is_dir() else None
+
+    def tmp_dir(self) -> Path:
+        """A fresh folder on the store's file system, for building a tree to `put_tree`."""
+        import tempfile
+
+        base = self.root / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="tree-", dir=base))
 
     def cache_path(self, name: str) -> Path:
         return self.root / "cache" / name

@@ -139,8 +139,8 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
     from llmspec.apply import apply_plan, check_saved_plan
-    from llmspec.cli.progress import Progress
     from llmspec.cli.output import apply_line, failure_diagnostics
+    from llmspec.cli.progress import Progress
     from llmspec.lock import lock_digest
     from llmspec.plan import SavedPlan, render_text
     from llmspec.report.text import render as render_results

@@ -21,7 +21,9 @@ def check_datasets(c: Any) -> None:
         elif d.path is not None:
             got = _columns(c, name, d)
             if got is not None:
-                c.columns[name], c.counts[name] = got
+                cols, c.counts[name] = got
+                if c.counts[name]:  # an empty dataset (W001) has no columns to check against
+                    c.columns[name] = cols
 
 
 def _columns(c: Any, name: str, d: Any) -> tuple[frozenset[str], int] | None:

@@ -97,18 +97,77 @@ def _read(path: Path) -> RunnerProfile:
         raise LlmspecError(diags) from None
 
 
+CLUSTER_FILE = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+
+
+def cluster_address(profile: RunnerProfile, where: str) -> str:
+    """The address apply connects to: `auto` is the cluster this machine last started (Ray's
+    cluster file), resolved here so that it is checked like any other address."""
+    if profile.address != "auto":
+        return profile.address
+    try:
+        found = CLUSTER_FILE.read_text().strip()
+    except OSError:
+        found = ""
+    if not found:
+        raise LlmspecError.one(
+            "E073",
+            "`address: auto` but no Ray cluster is running on this machine",
+            Loc(where),
+            f"start one (`ray start --head`), or name its address; looked in {CLUSTER_FILE}",
+        )
+    return found
+
+
+def split_address(address: str) -> tuple[str, int | None]:
+    """(host, port) of `host:port`, `ray://host:port` or `[::1]:port`.
+
+    >>> split_address("ray://head.internal:10001"), split_address("127.0.0.1")
+    (('head.internal', 10001), ('127.0.0.1', None))
+    """
+    rest = re.sub(r"^[a-z]+://", "", address)
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or (host.count(":") and not host.startswith("[")):
+        return rest.strip("[]"), None
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(address: str) -> bool:
+    return _loopback(split_address(address)[0])
+
+
+def check_reachable(address: str, where: str, timeout: float = 3.0) -> None:
+    """Fail at once, with a diagnostic, when nothing listens at a cluster's address (Ray
+    itself would retry for minutes)."""
+    import socket
+
+    host, port = split_address(address)
+    if port is None:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise LlmspecError.one(
+            "E073",
+            f"cannot reach the Ray cluster at `{address}`: {e.strerror or e}",
+            Loc(where),
+            "is the cluster running? check RAY_ADDRESS or the profile's `address`",
+        ) from None
+
+
 def check_address(profile: RunnerProfile, where: str) -> None:
     """Refuse a remote cluster without token authentication unless explicitly allowed."""
-    if profile.embedded or profile.address == "auto" or profile.allow_unauthenticated:
+    if profile.embedded or profile.allow_unauthenticated:
         return
-    host = re.sub(r"^[a-z]+://", "", profile.address).rsplit(":", 1)[0].strip("[]")
-    if _loopback(host):
+    address = cluster_address(profile, where)
+    if is_loopback(address):
         return
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
         return
     raise LlmspecError.one(
         "E072",
-        f"refusing to submit to `{profile.address}` without Ray token authentication",
+        f"refusing to submit to `{address}` without Ray token authentication",
         Loc(where),
         "set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN) as the cluster does, or set "
         "`allow_unauthenticated: true` in the profile if the network is trusted",

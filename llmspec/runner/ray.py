@@ -58,6 +58,23 @@ class _Worker:
         return os.getpid()
 
 
+def _loopback_only() -> None:
+    """Make an embedded Ray a one-machine instance that listens on 127.0.0.1 only.
+
+    Ray rewrites a loopback `_node_ip_address` to the machine's reachable address and binds its
+    servers on every interface, unless it is told the node is not part of a cluster (the flag
+    Ray reads for single-machine macOS and Windows). The processes Ray starts read it from the
+    environment; this process has read it already, so its constant is set too.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):  # another Ray: the environment variable still holds
+        pass
+
+
 class RayRunner:
     name = "ray"
 
@@ -85,9 +102,14 @@ class RayRunner:
             "include_dashboard": False,
         }
         if p.embedded:
-            # Our own instance keeps Ray's token authentication; saying so explicitly also
-            # keeps Ray from printing a notice about it on every start.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            # Our own instance keeps Ray's default token authentication, without the notice
+            # Ray prints about it on every start.
+            import logging
+
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+                logging.ERROR
+            )
+            _loopback_only()
             # Always a new instance of our own: never attach to another Ray on this machine
             # (or to the stale cluster file a crashed one left behind).
             kwargs.update(
@@ -98,7 +120,13 @@ class RayRunner:
                 _node_ip_address="127.0.0.1",
             )
         else:
-            kwargs["address"] = p.address
+            from llmspec.runner.profile import check_reachable, cluster_address, is_loopback
+
+            address = cluster_address(p, self.where)
+            check_reachable(address, self.where)
+            if is_loopback(address):  # a cluster on this machine: reach it on 127.0.0.1
+                _loopback_only()
+            kwargs["address"] = address
         ray.init(**{k: v for k, v in kwargs.items() if v is not None})
         self.started = True
 

@@ -58,6 +58,8 @@ class TransformersModel(Spec):
     def _one_source(self) -> TransformersModel:
         if (self.path is None) == (self.model is None):
             raise ValueError("give exactly one of `path` (a local folder) or `model` (a hub id)")
+        if self.path is not None and self.revision is not None:
+            raise ValueError("`revision` applies to a hub `model`, not to a local `path`")
         return self
 
 

@@ -38,7 +38,8 @@ def test_version_and_help() -> None:
     assert runner.invoke(main, ["--version"]).output.strip() == f"llmspec, version {__version__}"
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0 and "validate" in top.output and "Examples:" in top.output
-    for cmd in ("validate", "schema", "tiny-model", "plan", "apply", "graph", "lock diff"):
+    for cmd in ("validate", "schema", "tiny-model", "plan", "apply", "graph", "report",
+                "lock diff"):  # fmt: skip
         sub = runner.invoke(main, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
 
@@ -49,7 +50,7 @@ def _run_fresh(code: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_validate_and_schema_import_no_heavy_library() -> None:
+def test_validate_plan_graph_and_report_import_no_heavy_library(example_project) -> None:
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
@@ -58,7 +59,9 @@ def test_validate_and_schema_import_no_heavy_library() -> None:
         "r.invoke(main, ['--help'])\n"
         "r.invoke(main, ['schema'])\n"
         "r.invoke(main, ['validate', 'tests/golden/diagnostics/unknown_reference'])\n"
-        "r.invoke(main, ['validate', 'specs'])\n"
+        f"for cmd in ('validate', 'plan', 'graph', 'report'):\n"
+        f"    res = r.invoke(main, [cmd, {str(example_project)!r}])\n"
+        "    assert res.exit_code == 0, (cmd, res.output)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
     )
     out = _run_fresh(code)
