@@ -11,6 +11,8 @@ user sees every problem of a run at once::
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -77,13 +79,29 @@ def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     return f"known: {shown}{more}"
 
 
-def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str | None] | None = None) -> str:
-    """Render diagnostics the way compilers do: header, the offending line, a caret, the hint."""
+def render(
+    diagnostics: Sequence[Diagnostic],
+    sources: dict[str, str | None] | None = None,
+    allowed_root: str | os.PathLike[str] | None = None,
+) -> str:
+    """Render diagnostics the way compilers do: header, the offending line, a caret, the hint.
+
+    A diagnostic's line is taken from `sources` (file -> text) or else read from its file.
+    With `allowed_root` (the project folder), lines are shown only of files that resolve
+    inside it, so a spec or dataset that is a link to `/proc/self/environ` never has a line of
+    it printed; files that are not regular files (a FIFO) are never opened, root or not.
+
+        >>> d = Diagnostic("E001", "YAML syntax error", Loc("/etc/passwd", 1, 1))
+        >>> render([d], allowed_root="/work/project").splitlines()[0]
+        '/etc/passwd:1:1: error[E001]: YAML syntax error'
+    """
     sources = dict(sources or {})
+    base = os.path.realpath(allowed_root) if allowed_root is not None else None
     out: list[str] = []
     for d in diagnostics:
         out.append(str(d))
-        text = _source_text(d.loc.file, sources) if d.loc else None
+        shown = d.loc is not None and d.loc.line > 0 and _may_show(d.loc.file, base)
+        text = _source_text(d.loc.file, sources) if shown and d.loc else None
         if d.loc and d.loc.line and text is not None:
             lines = text.splitlines()
             if 0 < d.loc.line <= len(lines):
@@ -113,11 +131,30 @@ def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str | None] | N
     return "\n".join(out)
 
 
+def _may_show(file: str, base: str | None) -> bool:
+    """Whether lines of `file` may be printed: always without a root, else only when the file
+    resolves (links followed) inside it."""
+    if base is None:
+        return True
+    real = os.path.realpath(file)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _source_text(file: str, cache: dict[str, str | None]) -> str | None:
     if file not in cache:
-        try:
-            with open(file, encoding="utf-8", errors="replace") as fh:
-                cache[file] = fh.read(1 << 21)
-        except OSError:
-            cache[file] = None
+        cache[file] = _read_regular(file)
     return cache[file]
+
+
+def _read_regular(file: str) -> str | None:
+    """The start of a regular file's text; None for anything else, which is never waited on."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | os.O_CLOEXEC
+    try:
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            return None
+        with os.fdopen(os.open(file, flags), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None
+            return fh.read(1 << 21).decode("utf-8", errors="replace")
+    except OSError:
+        return None

@@ -13,7 +13,9 @@ expansion are bounded, and every problem becomes a `Diagnostic` at `file:line:co
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,12 @@ _INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+# YAML 1.2's printable characters (https://yaml.org/spec/1.2.2/#51-character-set); anything
+# else (NUL, escape sequences, C1 controls, lone surrogates) is refused before parsing, with
+# its position.
+_UNPRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_DIRECTIVE = re.compile(r"%([^\s#]*)")
 
 _CORE = "tag:yaml.org,2002:"
 _CORE_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
@@ -120,8 +128,8 @@ def load_text(text: str, path: str = "<string>") -> SourceFile:
             Loc(path, 1, 1),
             "split the project into several *.yaml files, or keep large data in datasets/",
         )
-    if "\x00" in text:
-        raise LlmspecError.one("E001", "file contains a NUL byte: not a YAML text", Loc(path, 1, 1))
+    _check_characters(text, path)
+    _check_directives(text, path)
 
     locs: dict[KeyPath, Loc] = {}
     key_locs: dict[KeyPath, Loc] = {}
@@ -305,10 +313,68 @@ def load_text(text: str, path: str = "<string>") -> SourceFile:
         raise fail("E001", f"YAML syntax error: {e}", Loc(path, 1, 1)) from None
     except RecursionError:
         raise fail("E005", "nesting too deep to read", Loc(path, 1, 1)) from None
+    except Exception as e:  # the YAML parser's own assertions: still not a traceback
+        raise fail(
+            "E001", f"YAML syntax error (the parser gave up: {type(e).__name__})", Loc(path, 1, 1)
+        ) from None
 
     data = result[0] if result else None
     locs.setdefault((), Loc(path, 1, 1))
     return SourceFile(path, text, data, locs, key_locs, raw)
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _check_characters(text: str, path: str) -> None:
+    """Refuse a character YAML does not allow, at its position (the parser's own message gives
+    an offset into the whole text, and a NUL byte means this is not a text file at all)."""
+    m = _UNPRINTABLE.search(text)
+    if m is None:
+        return
+    line, col = _position(text, m.start())
+    char = m.group()
+    if char == "\x00":
+        raise LlmspecError.one(
+            "E001", "file contains a NUL byte: not a YAML text", Loc(path, line, col)
+        )
+    raise LlmspecError.one(
+        "E001",
+        f"character U+{ord(char):04X} is not allowed in YAML",
+        Loc(path, line, col),
+        f'remove it, or write it as the escape "\\u{ord(char):04x}" in a double-quoted string'
+        if ord(char) < 0x10000 and not 0xD800 <= ord(char) <= 0xDFFF
+        else "remove it",
+    )
+
+
+def _check_directives(text: str, path: str) -> None:
+    """Refuse `%YAML`, `%TAG` and other directives, at their line, before the parser sees
+    them: it asserts on some (`%YAML 1.11`). Directives stand before a document's content, at
+    the start of the file or after a `...` line."""
+    prefix = True
+    for n, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if line.rstrip() == "...":
+            prefix = True
+        if not prefix or not stripped or stripped.startswith("#") or line.rstrip() == "...":
+            continue
+        m = _DIRECTIVE.match(line)
+        if m is None:
+            prefix = False  # document content
+            continue
+        name = m.group(1)
+        shown = f"`%{name}`" if name in ("YAML", "TAG") or not name else f"`%{name[:20]}`"
+        raise LlmspecError.one(
+            "E006",
+            "YAML directives (`%YAML`, `%TAG`) are not allowed"
+            if name in ("YAML", "TAG")
+            else f"YAML directive {shown} is not allowed",
+            Loc(path, n, 1),
+            "remove the directive line: llmspec always reads YAML 1.2",
+        )
 
 
 class _Pending:
@@ -349,19 +415,27 @@ def _merge_keys(mapping: dict, loc: Loc, fail: Any) -> dict:
     return out
 
 
-def load_file(path: Path) -> SourceFile:
-    """Read and parse one spec file; its path is shown relative to the current folder."""
+def load_file(path: Path, root: Path | None = None) -> SourceFile:
+    """Read and parse one spec file; its path is shown relative to the current folder.
+
+    Only a regular file is read, opened without blocking (a FIFO named `llmspec.yaml` would
+    hang `validate` otherwise): anything else is E008. With `root`, the project folder, a file
+    that resolves outside it (a link to `/proc/self/environ`) is E009, refused before it is
+    opened, so nothing of it can reach a message."""
     shown = shown_path(path)
+    if root is not None:
+        _check_inside(path, root, shown)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LlmspecError.one(
-                "E007",
-                f"file is {size // 1024} KiB, larger than the {MAX_FILE_BYTES // 1024} KiB cap",
-                Loc(shown, 1, 1),
-                "split the project into several *.yaml files, or keep large data in datasets/",
-            )
-        data = path.read_bytes()
+        _regular(os.stat(path), shown)
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | os.O_CLOEXEC
+        with os.fdopen(os.open(path, flags), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            _regular(st, shown)
+            if st.st_size > MAX_FILE_BYTES:
+                raise _too_large(shown, st.st_size)
+            data = fh.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise _too_large(shown, len(data))
     except OSError as e:
         raise LlmspecError.one("E008", f"cannot read file: {e.strerror}", Loc(shown)) from None
     try:
@@ -374,6 +448,48 @@ def load_file(path: Path) -> SourceFile:
     return load_text(text, shown)
 
 
+def _too_large(shown: str, size: int) -> LlmspecError:
+    return LlmspecError.one(
+        "E007",
+        f"file is {size // 1024} KiB, larger than the {MAX_FILE_BYTES // 1024} KiB cap",
+        Loc(shown, 1, 1),
+        "split the project into several *.yaml files, or keep large data in datasets/",
+    )
+
+
+def _regular(st: os.stat_result, shown: str) -> None:
+    if stat.S_ISREG(st.st_mode):
+        return
+    kind = (
+        "a directory"
+        if stat.S_ISDIR(st.st_mode)
+        else "a named pipe (FIFO)"
+        if stat.S_ISFIFO(st.st_mode)
+        else "a device or socket"
+    )
+    raise LlmspecError.one(
+        "E008",
+        f"spec file is {kind}, not a regular file",
+        Loc(shown),
+        "a spec file is a *.yaml text file",
+    )
+
+
+def _check_inside(path: Path, root: Path, shown: str) -> None:
+    """E009 when `path` resolves outside the project folder `root` (through a link)."""
+    base = Path(os.path.realpath(root))
+    if Path(os.path.realpath(path)).is_relative_to(base):
+        return
+    target = os.readlink(path) if os.path.islink(path) else None
+    what = f"a link to `{target}`" if target is not None else "reached through a link"
+    raise LlmspecError.one(
+        "E009",
+        f"spec file is {what}, outside the project folder",
+        Loc(shown),
+        "llmspec reads spec files inside the project only: put the file itself there",
+    )
+
+
 def shown_path(path: Path) -> str:
     """A path as shown in diagnostics: relative to the current folder when inside it."""
     try:
@@ -384,15 +500,16 @@ def shown_path(path: Path) -> str:
 
 def spec_paths(root: Path) -> list[Path]:
     """The spec files of a project: the file itself, or the `*.yaml`/`*.yml` files of a folder."""
-    if root.is_file():
-        return [root]
     if not root.is_dir():
+        if root.exists() or root.is_symlink():
+            return [root]  # load_file refuses it if it is not a regular file
         raise LlmspecError.one(
             "E008",
             f"no such file or directory: {root}",
             hint="pass a spec file or a folder of *.yaml files (default: the current folder)",
         )
-    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    # everything named *.yaml but a folder: a FIFO or a dangling link is reported, not skipped
+    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and not p.is_dir())
     if not files:
         raise LlmspecError.one(
             "E008",
@@ -408,11 +525,12 @@ def load_files(root: str | Path = ".") -> tuple[SourceFile, ...]:
     """Load every spec file of a project, collecting the errors of all files."""
     root = Path(root)
     paths = spec_paths(root)
+    folder = root if root.is_dir() else root.parent
     files: list[SourceFile] = []
     diagnostics: list[Diagnostic] = []
     for p in paths:
         try:
-            files.append(load_file(p))
+            files.append(load_file(p, folder))
         except LlmspecError as e:
             diagnostics.extend(e.diagnostics)
     if diagnostics:

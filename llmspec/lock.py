@@ -13,6 +13,9 @@ kind's record.
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,17 +104,10 @@ def render_lock(lock: Lock) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def parse_lock(text: str, where: str) -> Lock:
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise LlmspecError.one(
-            "E080",
-            f"lockfile is not valid JSON: {e}",
-            Loc(where),
-            "restore it from version control (git checkout -- llmspec.lock), or delete it to "
-            "start a new one",
-        ) from None
+def parse_lock(text: str | bytes, where: str) -> Lock:
+    """The lock in `text` (read from `where`); raises E084 at a merge conflict's first line,
+    E080 at the spot where it is damaged."""
+    data = _lock_json(text, where)
     version = data.get("lock_version") if isinstance(data, dict) else None
     if isinstance(version, int) and version > LOCK_VERSION:
         raise LlmspecError.one(
@@ -146,14 +142,75 @@ def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_lock(root: Path) -> Lock | None:
-    """The project's lock, or None when there is none yet."""
-    path = lock_path(root)
+_RESTORE = (
+    "restore it from version control (git checkout -- llmspec.lock), or delete it to start a "
+    "new one"
+)
+_CONFLICT = re.compile(r"^(?:<{7}|={7}|>{7}|\|{7})(?: |$)", re.M)
+
+
+def _lock_json(text: str | bytes, where: str) -> Any:
+    """The lock's JSON, with every way it can be unreadable named at its line."""
+    name = Path(where).name
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = text[: e.start].count(b"\n") + 1
+            raise LlmspecError.one(
+                "E080", "lockfile is not valid UTF-8", Loc(where, line, 1), _RESTORE
+            ) from None
+    conflict = _CONFLICT.search(text)
+    if conflict is not None:
+        line = text.count("\n", 0, conflict.start()) + 1
+        raise LlmspecError.one(
+            "E084",
+            f"merge conflict in {name} at line {line}: resolve it, then run `llmspec apply`",
+            Loc(where, line, 1),
+            f"llmspec writes the lock: keep either side (git checkout --ours {name}, or "
+            f"--theirs) and `llmspec apply` brings it up to date",
+        )
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LlmspecError.one(
+            "E080", f"lockfile is not valid JSON: {e.msg}", Loc(where, e.lineno, e.colno), _RESTORE
+        ) from None
+    except (ValueError, RecursionError) as e:  # numbers past str()'s digits, absurd nesting
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise LlmspecError.one(
+            "E080", f"lockfile is not valid JSON: {why}", Loc(where, 1, 1), _RESTORE
+        ) from None
+
+
+def read_lock(root: Path) -> Lock | None:
+    """The project's lock, or None when there is none yet. Only a regular file is read, opened
+    without blocking; anything else at its path (a folder, a FIFO) is E080."""
+    path = lock_path(root)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | os.O_CLOEXEC
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _not_a_file(path)
+        with os.fdopen(os.open(path, flags), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise _not_a_file(path)
+            data = fh.read()
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return parse_lock(text, str(path))
+    except OSError as e:
+        raise LlmspecError.one(
+            "E080", f"cannot read the lockfile: {e.strerror}", Loc(str(path)), _RESTORE
+        ) from None
+    return parse_lock(data, str(path))
+
+
+def _not_a_file(path: Path) -> LlmspecError:
+    return LlmspecError.one(
+        "E080",
+        f"{path.name} is not a regular file",
+        Loc(str(path)),
+        f"remove it; `llmspec apply` writes a new {path.name}",
+    )
 
 
 def lock_digest(root: Path) -> str:

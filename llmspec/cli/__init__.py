@@ -33,7 +33,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except LlmspecError as e:
-            click.echo(render(e.diagnostics), err=True)
+            click.echo(render(e.diagnostics, allowed_root=_root_of(kwargs)), err=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -51,6 +51,15 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_ERROR)
 
     return wrapper
+
+
+def _root_of(kwargs: dict[str, Any]) -> Any:
+    """The project folder of a command: diagnostics show lines of files inside it only, never
+    of a file a hostile project links to (it could hold secrets)."""
+    from llmspec.project import project_root
+
+    path = kwargs.get("path") or kwargs.get("project")
+    return project_root(path) if path else "."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

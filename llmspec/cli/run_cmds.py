@@ -98,7 +98,7 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
             Loc(str(graph.root / LOCK_NAME)),
             "run `llmspec apply` and commit llmspec.lock",
         )
-        click.echo(render([diag]), err=True)
+        click.echo(render([diag], allowed_root=graph.root), err=True)
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not the_plan.empty:
         sys.exit(EXIT_CHANGES)
@@ -177,7 +177,7 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
         click.echo(render_results(results), nl=False)
     problems = failure_diagnostics(report, graph)
     if problems:
-        click.echo(render(problems), err=True)
+        click.echo(render(problems, allowed_root=root), err=True)
     click.echo(apply_line(report, failing))
     if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)

@@ -50,7 +50,7 @@ def validate(path: str, quiet: bool, fmt: str) -> None:
         click.echo(json.dumps(diagnostics_json(resolved.warnings), indent=2))
         return
     if resolved.warnings:
-        click.echo(render(resolved.warnings), err=True)
+        click.echo(render(resolved.warnings, allowed_root=resolved.root), err=True)
     if not quiet:
         click.echo(project_summary(resolved))
 

@@ -80,6 +80,18 @@ def _check_enforceable(c: Any, prompt: str, output: Any, schemas: dict) -> None:
         )
 
 
+def _template_loc(c: Any, path: KeyPath, lineno: int) -> Loc:
+    """Where line `lineno` of the template at `path` is in its spec file (a block scalar
+    starts on the line after its `|`)."""
+    loc = c.loc(path)
+    f = c.sources.file_for(path)
+    line = loc.line
+    if f is not None and loc.line:
+        first = f.text.splitlines()[loc.line - 1][loc.col - 1 :] if loc.col else ""
+        line = loc.line + (lineno or 1) - (0 if first.lstrip()[:1] in "|>" else 1)
+    return Loc(loc.file, line, loc.col if line == loc.line else 1)
+
+
 def _check_template(c: Any, source: str | None, path: KeyPath) -> None:
     if source is None:
         return
@@ -89,18 +101,23 @@ def _check_template(c: Any, source: str | None, path: KeyPath) -> None:
 
     try:
         templating.variables(source)
+        unsafe = templating.unsafe_constructs(source)
     except TemplateSyntaxError as e:
-        loc = c.loc(path)
-        f = c.sources.file_for(path)
-        line = loc.line
-        if f is not None and loc.line:
-            first = f.text.splitlines()[loc.line - 1][loc.col - 1 :] if loc.col else ""
-            line = loc.line + (e.lineno or 1) - (0 if first.lstrip()[:1] in "|>" else 1)
         c.diags.append(
             Diagnostic(
                 "E040",
                 f"template syntax error: {e.message}",
-                Loc(loc.file, line, loc.col if line == loc.line else 1),
+                _template_loc(c, path, e.lineno or 1),
                 "templates are jinja2: `{{ variable }}`, `{% for x in xs %}...{% endfor %}`",
+            )
+        )
+        return
+    for lineno, message in unsafe:
+        c.diags.append(
+            Diagnostic(
+                "E043",
+                f"template uses an unsafe construct: {message}",
+                _template_loc(c, path, lineno),
+                "templates read the row's values; they may not reach into Python objects",
             )
         )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 import tracemalloc
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmspec.errors import LlmspecError, Loc
+from llmspec.errors import LlmspecError, Loc, render
 from llmspec.load import MAX_FILE_BYTES, load_files, load_text, resolve_scalar
 
 
@@ -119,6 +120,82 @@ def test_not_utf8(tmp_path) -> None:
     assert e.value.diagnostics[0].loc.line == 2
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["%YAML 1.11\n---\na: 1\n", "%YAML 1.2\n---\na: 1\n", "%TAG ! tag:x,2000:\n---\na: 1\n",
+     "# intro\n\n%YAML 1.1\n---\na: 1\n", "a: 1\n...\n%YAML 1.11\n---\nb: 2\n",
+     "%FOO bar\n---\na: 1\n"],
+)  # fmt: skip
+def test_directives_refused_at_their_line(text: str) -> None:
+    with pytest.raises(LlmspecError) as e:
+        load_text(text, "d.yaml")
+    d = e.value.diagnostics[0]
+    assert d.code == "E006" and text.split("\n")[d.loc.line - 1].startswith("%")
+
+
+def test_directive_like_text_inside_values_is_text() -> None:
+    assert load_text("a: |\n  %YAML 1.1\n").data == {"a": "%YAML 1.1\n"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col"),
+    [("a: 1\nb: x\x00y\n", 2, 5), ("a: \x1b[31mred\n", 1, 4), ("a: b\x07\n", 1, 5),
+     ("a: \x9b\n", 1, 4), ("a: \ud800\n", 1, 4), ("a: \ufffe\n", 1, 4)],
+)  # fmt: skip
+def test_control_characters_are_located(text: str, line: int, col: int) -> None:
+    with pytest.raises(LlmspecError) as e:
+        load_text(text, "c.yaml")
+    d = e.value.diagnostics[0]
+    assert (d.code, d.loc.line, d.loc.col) == ("E001", line, col)
+    assert "\n" not in d.message
+
+
+def test_tabs_newlines_and_unicode_are_fine() -> None:
+    assert load_text('a: "x\ty"\r\nb: é\u2028\U0001f600\n').data["b"] == "é\u2028\U0001f600"
+
+
+@pytest.mark.parametrize("target", ["/proc/self/environ", "/etc/passwd", "../outside.yaml"])
+def test_spec_file_linked_outside_the_project_is_refused_unread(
+    tmp_path, monkeypatch, target: str
+) -> None:
+    monkeypatch.setenv("LLMSPEC_TEST_SECRET", "hunter2")
+    (tmp_path / "outside.yaml").write_text("secret: hunter2\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "llmspec.yaml").symlink_to(target)
+    for root in (project, project / "llmspec.yaml"):
+        with pytest.raises(LlmspecError) as e:
+            load_files(root)
+        d = e.value.diagnostics[0]
+        assert d.code == "E009" and d.loc.line == 0 and target in d.message
+        assert "hunter2" not in render(e.value.diagnostics)
+
+
+def test_links_inside_the_project_are_followed(tmp_path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "real.yml").write_text("a: 1\n")
+    (tmp_path / "llmspec.yaml").symlink_to("specs/real.yml")
+    assert [f.data for f in load_files(tmp_path)] == [{"a": 1}]
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_spec_file_is_refused_without_blocking(tmp_path) -> None:
+    os.mkfifo(tmp_path / "llmspec.yaml")
+    for root in (tmp_path, tmp_path / "llmspec.yaml"):
+        with pytest.raises(LlmspecError) as e:
+            load_files(root)
+        d = e.value.diagnostics[0]
+        assert d.code == "E008" and "named pipe" in d.message
+        render(e.value.diagnostics)  # never opens it either
+
+
+def test_a_dangling_link_is_reported(tmp_path) -> None:
+    (tmp_path / "llmspec.yaml").symlink_to("gone.yaml")
+    with pytest.raises(LlmspecError) as e:
+        load_files(tmp_path)
+    assert e.value.diagnostics[0].code == "E008"
+
+
 # -- property-based: the loader only ever raises LlmspecError, with a location ----------------
 
 YAML_BITS = [
@@ -159,6 +236,15 @@ YAML_BITS = [
     "\ufeff",
     "é",
     "\U0001f600",
+    "\x01",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\x9b",
+    "\ud800",
+    "\u2028",
+    "%YAML 1.11\n",
+    "%TAG ! x\n",
 ]
 
 
