@@ -73,8 +73,13 @@ def apply_plan(
     runner: Runner,
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
     stored: set[str] | None = None,
+    only: set[str] | None = None,
 ) -> ApplyReport:
-    """Run the jobs the plan says to run; store each result; write the lock at the end."""
+    """Run the jobs the plan says to run; store each result; write the lock at the end.
+
+    `only` (job ids) restricts the run to those jobs, as Terraform's -target does: every other
+    job keeps its entry in the lock. A smoke run (`graph.limit`) stores its results but never
+    writes the lock."""
     from llmspec.jobs import kind as record
 
     root = graph.root
@@ -86,6 +91,8 @@ def apply_plan(
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
     jobs = []
     for job in graph.jobs.values():
+        if only is not None and job.id not in only:
+            continue
         always = record(job.kind).cache == "always"
         if job.id in todo or always:
             if job.key in stored and not always:
@@ -96,6 +103,8 @@ def apply_plan(
         elif job.key not in stored:
             jobs.append(job)  # the plan counted on a result this store does not have
     for change in plan.changes:
+        if only is not None and change.job_id not in only:
+            continue
         if change.cached and change.job_id not in report.reused:
             report.reused.append(change.job_id)  # the store holds it already (a revert)
     log = RunLog(store.root / "runs")
@@ -144,8 +153,9 @@ def apply_plan(
         report.interrupted = True
         log.write({"event": "interrupted"})
     finally:
-        report.lock = update_lock(old_lock, graph, store, results)
-        report.lock_written = write_lock(root, report.lock)
+        report.lock = update_lock(old_lock, graph, store, results, only)
+        if graph.limit is None:
+            report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
 
@@ -155,6 +165,7 @@ def update_lock(
     graph: JobGraph,
     store: Store,
     results: dict[str, tuple[str, Any]] | None = None,
+    only: set[str] | None = None,
 ) -> Lock:
     """The lock after an apply. A job whose key is finished (run now, or in the store) takes
     its new entry; any other keeps its old one. A fact takes its new value once some job that
@@ -177,6 +188,8 @@ def update_lock(
             digest, output = results[job.id]
         elif prev is not None and prev.key == job.key:
             digest = prev.output
+        elif only is not None and job.id not in only:
+            digest = None  # outside `--only`: this apply says nothing new about it
         else:
             s = store.get(job.key)
             digest, output = (s.digest, s.output) if s is not None else (None, None)

@@ -88,6 +88,18 @@ class JobGraph:
     root: Path
     jobs: dict[str, Job]
     facts: dict[str, dict[str, Any]]
+    limit: int | None = None  # a smoke run over the first `limit` rows: never locked
+
+    def closure(self, ids: set[str]) -> set[str]:
+        """`ids` and every job they depend on, directly or not."""
+        out: set[str] = set()
+        todo = list(ids)
+        while todo:
+            jid = todo.pop()
+            if jid not in out:
+                out.add(jid)
+                todo += self.jobs[jid].deps.values()
+        return out
 
     def dependents(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {j: [] for j in self.jobs}
@@ -145,11 +157,12 @@ class Inputs:
 class Compiler:
     """What a kind's `build` works with: the resolved project, its facts, and the jobs so far."""
 
-    def __init__(self, rp: Any, cache: HashCache):
+    def __init__(self, rp: Any, cache: HashCache, lock: Any = None, limit: int | None = None):
         self.rp = rp
+        self.lock = lock  # the current lock: what `baseline` gates compare with
         self.spec = rp.spec
         self.root: Path = rp.root
-        self.facts = Facts(rp, cache)
+        self.facts = Facts(rp, cache, limit)
         self.jobs: dict[str, Job] = {}
         self._built: dict[tuple[str, str], Any] = {}
 
@@ -220,11 +233,15 @@ class Compiler:
         return job
 
 
-def compile_project(rp: Any, cache: HashCache | None = None) -> JobGraph:
-    """Compile a resolved project into a `JobGraph` in dependency order."""
+def compile_project(
+    rp: Any, cache: HashCache | None = None, lock: Any = None, limit: int | None = None
+) -> JobGraph:
+    """Compile a resolved project into a `JobGraph` in dependency order. `lock` (the project's
+    current lock) is read only by gates that compare with a baseline; `limit` keeps the first
+    rows of each dataset (a smoke run: its jobs have keys of their own)."""
     from llmspec.jobs import all_kinds
 
-    c = Compiler(rp, cache or HashCache(None))
+    c = Compiler(rp, cache or HashCache(None), lock, limit)
     p = rp.spec
     try:
         for rec in all_kinds():
@@ -243,7 +260,7 @@ def compile_project(rp: Any, cache: HashCache | None = None) -> JobGraph:
             c.facts.knowledge(name)
     except OSError as e:
         raise LlmspecError.one("E031", f"cannot read {e.filename}: {e.strerror}") from None
-    return JobGraph(p.name, rp.root, c.jobs, c.facts.lock_view())
+    return JobGraph(p.name, rp.root, c.jobs, c.facts.lock_view(), limit)
 
 
 __all__ = ["Compiler", "Job", "JobGraph", "compile_project", "summarize", "toolchain"]

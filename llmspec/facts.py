@@ -20,8 +20,9 @@ FACT_SECTIONS = ("models", "prompts", "schemas", "datasets", "knowledge")
 
 
 class Facts:
-    def __init__(self, rp: Any, cache: HashCache):
+    def __init__(self, rp: Any, cache: HashCache, limit: int | None = None):
         self.rp = rp
+        self.limit = limit  # `apply --limit N`: the first N rows of each dataset
         self.spec = rp.spec
         self.root: Path = rp.root
         self.cache = cache
@@ -116,6 +117,9 @@ class Facts:
         if rows is None:  # hashing 100k rows on every plan would be slow: once per file content
             rows = [digest(r) for r in data.read_rows(path, fmt, shown_path(path))]
             self.cache.set_rows(file_digest, rows)
+        if self.limit is not None:
+            rows = rows[: self.limit]
+            fact["limit"] = self.limit
         self._shards[name] = [
             (i, min(i + d.shard_rows, len(rows)), digest(rows[i : i + d.shard_rows]))
             for i in range(0, len(rows), d.shard_rows)
@@ -130,7 +134,7 @@ class Facts:
         d = self.spec.datasets[name]
         self.dataset(name)
         if d.generate is not None:
-            n = d.generate.count
+            n = d.generate.count if self.limit is None else min(self.limit, d.generate.count)
             return [(i, min(i + d.shard_rows, n), None) for i in range(0, n, d.shard_rows)]
         return list(self._shards[name])
 

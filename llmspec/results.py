@@ -36,6 +36,12 @@ class MetricResult(_Frozen):
     ucb95: float | None = None
 
 
+class Agreement(_Frozen):
+    rows: int
+    agreement: float | None = Field(description="share of repeated rows whose repeats agree")
+    flip_rate: float | None = Field(None, description="0/1 metrics: share whose verdict flips")
+
+
 class VariantResult(_Frozen):
     name: str
     model: str
@@ -45,6 +51,22 @@ class VariantResult(_Frozen):
     truncated: int = 0
     causes: dict[str, int] = Field({}, description="row errors grouped by cause")
     metrics: dict[str, MetricResult] = {}
+    repeats: dict[str, Agreement] = Field({}, description="agreement between repeats, by metric")
+
+
+class Comparison(_Frozen):
+    """A/B: the paired difference `a - b` of a metric over the rows both variants scored."""
+
+    a: str
+    b: str
+    metric: str
+    n: int
+    mean: float | None
+    lcb95: float | None
+    ucb95: float | None
+    p: float | None = None
+    significant: bool = False
+    significant_holm: bool = Field(False, description="after Holm correction across pairs")
 
 
 class GateResult(_Frozen):
@@ -65,6 +87,7 @@ class RowResult(_Frozen):
     output: str | None = None
     reference: Any = None
     metrics: dict[str, float | None] = {}
+    reasons: dict[str, str | None] = Field({}, description="judge metrics: the judge's reason")
     finish: str | None = None
     guarantee: str | None = None
     valid: bool | None = None
@@ -74,14 +97,23 @@ class RowResult(_Frozen):
     seconds: float | None = None
 
 
+class MetricInfo(_Frozen):
+    name: str
+    kind: str
+    higher_is_better: bool = True
+    description: str = ""
+
+
 class SuiteResult(_Frozen):
     name: str
     description: str | None = None
     status: Literal["passed", "failed", "not run", "incomplete"]
     from_lock: bool = False
     metrics: list[str] = []
+    metric_info: list[MetricInfo] = []
     variants: list[VariantResult] = []
     gates: list[GateResult] = []
+    comparisons: list[Comparison] = []
     rows: list[RowResult] = []
 
 
@@ -105,24 +137,41 @@ def collect_results(graph: Any, store: Any, lock: Any, spec: Any = None) -> Resu
     return Results(project=graph.project, suites=suites)
 
 
+def _metric_info(graph: Any, gate_job: Any) -> list[MetricInfo]:
+    from llmspec.metrics import METRICS
+
+    for summary_id in gate_job.deps.values():
+        for shard_id in graph.jobs[summary_id].deps.values():
+            return [
+                MetricInfo(
+                    name=m["name"],
+                    kind=m["kind"],
+                    higher_is_better=METRICS[m["kind"]].higher_is_better,
+                    description=METRICS[m["kind"]].description,
+                )
+                for m in graph.jobs[shard_id].inputs["metrics"]
+            ]
+    return []
+
+
 def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> SuiteResult:
     name = gate_job.id.removeprefix("gate.")
     s = spec.suites.get(name) if spec is not None else None
     description = s.description if s is not None else None
-    metrics = [m["name"] for m in _first_score_inputs(graph, gate_job)]
-    gate_out = store.get(gate_job.key)
+    info = _metric_info(graph, gate_job)
+    metrics = [m.name for m in info]
     variants, rows = [], []
     complete = True
-    for role, score_id in gate_job.deps.items():
-        variant = role.removeprefix("score.")
-        score_job = graph.jobs[score_id]
-        model, prompt = _variant_names(graph, score_job)
-        score = store.get(score_job.key)
-        if score is None:
+    for role, summary_id in gate_job.deps.items():
+        variant = role.removeprefix("summary.")
+        summary_job = graph.jobs[summary_id]
+        model, prompt = _variant_names(graph, summary_job)
+        summary = store.get(summary_job.key)
+        if summary is None:
             complete = False
             continue
-        out = score.output
-        stats = dict(out.get("stats", {})) | score.meta.get("stats", {})
+        out = summary.output
+        stats = dict(out["stats"]) | summary.meta.get("stats", {})
         variants.append(
             VariantResult(
                 name=variant,
@@ -134,13 +183,15 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
                 causes=out.get("causes", {}),
                 metrics={
                     m: MetricResult(
-                        **{k: v for k, v in s.items() if k in MetricResult.model_fields}
+                        **{k: v for k, v in st.items() if k in MetricResult.model_fields}
                     )
-                    for m, s in stats.items()
-                },  # fmt: skip
+                    for m, st in stats.items()
+                },
+                repeats={m: Agreement(**a) for m, a in out.get("repeats", {}).items()},
             )
         )
-        rows += _rows(store, graph, score_job, variant, out)
+        rows += _rows(store, graph, summary_job, variant)
+    gate_out = store.get(gate_job.key)
     if gate_out is not None and complete:
         out = gate_out.output
         gates = [
@@ -154,37 +205,55 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
             )
             for c in out["results"]
         ]
-        status = "passed" if out["passed"] else "failed"
-        return SuiteResult(name=name, description=description, status=status, metrics=metrics,
-                           variants=variants, gates=gates, rows=rows)  # fmt: skip
+        return SuiteResult(
+            name=name,
+            description=description,
+            status="passed" if out["passed"] else "failed",
+            metrics=metrics,
+            metric_info=info,
+            variants=variants,
+            gates=gates,
+            comparisons=[Comparison(**c) for c in out.get("comparisons", [])],
+            rows=rows,
+        )
     locked = lock.suites.get(name) if lock is not None else None
     locked_job = lock.jobs.get(gate_job.id) if lock is not None else None
     if locked and locked_job is not None and locked_job.key == gate_job.key and not variants:
-        return _from_lock(name, description, metrics, locked, graph, gate_job)
-    status = "incomplete" if variants else "not run"
-    return SuiteResult(name=name, description=description, status=status, metrics=metrics,
-                       variants=variants, rows=rows)  # fmt: skip
+        return _from_lock(name, description, info, locked, graph, gate_job)
+    return SuiteResult(
+        name=name,
+        description=description,
+        status="incomplete" if variants else "not run",
+        metrics=metrics,
+        metric_info=info,
+        variants=variants,
+        rows=rows,
+    )
 
 
-def _from_lock(name: str, description: Any, metrics: list[str], locked: dict, graph: Any,
-               gate_job: Any) -> SuiteResult:  # fmt: skip
+def _from_lock(
+    name: str, description: Any, info: list[MetricInfo], locked: dict, graph: Any, gate_job: Any
+) -> SuiteResult:
     variants = []
-    for role, score_id in gate_job.deps.items():
-        variant = role.removeprefix("score.")
-        model, prompt = _variant_names(graph, graph.jobs[score_id])
-        means = locked.get("metrics", {}).get(variant, {})
+    for role, summary_id in gate_job.deps.items():
+        variant = role.removeprefix("summary.")
+        model, prompt = _variant_names(graph, graph.jobs[summary_id])
+        recorded = locked.get("metrics", {}).get(variant, {})
         variants.append(
             VariantResult(
                 name=variant,
                 model=model,
                 prompt=prompt,
-                metrics={m: MetricResult(mean=v) for m, v in means.items()},
-            )  # fmt: skip
+                metrics={
+                    m: MetricResult(**v) if isinstance(v, dict) else MetricResult(mean=v)
+                    for m, v in recorded.items()
+                },
+            )
         )
     gates = [
         GateResult(
             gate=g["gate"], variant=g.get("variant"), value=g.get("value"), passed=g["passed"]
-        )  # fmt: skip
+        )
         for g in locked.get("gates", [])
     ]
     return SuiteResult(
@@ -192,36 +261,32 @@ def _from_lock(name: str, description: Any, metrics: list[str], locked: dict, gr
         description=description,
         status="passed" if locked.get("passed") else "failed",
         from_lock=True,
-        metrics=metrics,
+        metrics=[m.name for m in info],
+        metric_info=info,
         variants=variants,
         gates=gates,
     )
 
 
-def _first_score_inputs(graph: Any, gate_job: Any) -> list[dict[str, Any]]:
-    for score_id in gate_job.deps.values():
-        return graph.jobs[score_id].inputs.get("metrics", [])
-    return []
-
-
-def _variant_names(graph: Any, score_job: Any) -> tuple[str, str]:
-    for gen_id in score_job.deps.values():
-        gen = graph.jobs[gen_id]
+def _variant_names(graph: Any, summary_job: Any) -> tuple[str, str]:
+    for shard_id in summary_job.deps.values():
+        gen = graph.jobs[graph.jobs[shard_id].deps["generate"]]
         return gen.origin["model"][1], gen.origin["prompt"][1]
     return "?", "?"
 
 
-def _rows(store: Any, graph: Any, score_job: Any, variant: str, score: dict) -> list[RowResult]:
-    per_row = {(r["row"], r["repeat"]): r for r in score.get("per_row", [])}
+def _rows(store: Any, graph: Any, summary_job: Any, variant: str) -> list[RowResult]:
     out = []
-    for role in sorted(score_job.deps, key=lambda r: int(r.split(".")[1])):
-        gen = store.get(graph.jobs[score_job.deps[role]].key)
-        if gen is None:
+    for role in sorted(summary_job.deps, key=lambda r: int(r.split(".")[1])):
+        score_job = graph.jobs[summary_job.deps[role]]
+        score = store.get(score_job.key)
+        gen = store.get(graph.jobs[score_job.deps["generate"]].key)
+        if score is None or gen is None:
             continue
+        values = score.output["values"] | score.meta.get("values", {})
+        reasons = score.output.get("reasons", {})
         latency = gen.meta.get("latency", [])
         for i, r in enumerate(gen.output["rows"]):
-            values = {k: v for k, v in per_row.get((r["row"], r["repeat"]), {}).items()
-                      if k not in ("row", "repeat")}  # fmt: skip
             out.append(
                 RowResult(
                     variant=variant,
@@ -231,7 +296,8 @@ def _rows(store: Any, graph: Any, score_job: Any, variant: str, score: dict) -> 
                     context=r.get("context"),
                     output=r.get("output"),
                     reference=r.get("expected"),
-                    metrics=values,
+                    metrics={m: vs[i] for m, vs in values.items() if i < len(vs)},
+                    reasons={m: vs[i] for m, vs in reasons.items() if i < len(vs)},
                     finish=r.get("finish"),
                     guarantee=r.get("guarantee"),
                     valid=r.get("valid"),

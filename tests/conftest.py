@@ -39,21 +39,40 @@ def golden(request: pytest.FixtureRequest):
     return check
 
 
+EXAMPLE_MODELS = {  # as scripts/example builds them
+    "tiny": {"seed": 7},
+    "tiny-llama": {"arch": "llama", "seed": 3},
+    "tiny-judge": {"seed": 11, "max_positions": 2048},
+}
+
+
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example project's tiny model, built once per test session."""
+def example_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The example project's tiny models, built once per test session."""
     from llmspec.tinymodel import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=7)
+    base = tmp_path_factory.mktemp("models")
+    return {name: build_tiny_model(base / name, **kw) for name, kw in EXAMPLE_MODELS.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(example_models: dict[str, Path]) -> Path:
+    """The example project's main tiny model (GPT-2, seed 7)."""
+    return example_models["tiny"]
+
+
+def copy_example(dest: Path, models: dict[str, Path]) -> Path:
+    """specs/ copied to `dest` with its tiny models in place (and no lock or store)."""
+    import shutil
+
+    shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns("models", ".llmspec"))
+    (dest / "models").mkdir()
+    for name, path in models.items():
+        shutil.copytree(path, dest / "models" / name)
+    return dest
 
 
 @pytest.fixture
-def example_project(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    """A private copy of specs/ with its tiny model in place."""
-    import shutil
-
-    dest = tmp_path / "specs"
-    shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns("models", ".llmspec"))
-    (dest / "models").mkdir()
-    shutil.copytree(tiny_model_dir, dest / "models" / "tiny")
-    return dest
+def example_project(tmp_path: Path, example_models: dict[str, Path]) -> Path:
+    """A private copy of specs/ with its tiny models in place."""
+    return copy_example(tmp_path / "specs", example_models)

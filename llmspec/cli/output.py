@@ -65,7 +65,7 @@ def project_summary(resolved: Any) -> str:
             (
                 "suite",
                 name,
-                f"{s.prompt} x {', '.join(s.models)} on {s.dataset}; "
+                f"{', '.join(s.prompt_names)} x {', '.join(s.models)} on {s.dataset}; "
                 f"{_count(len(s.metrics), 'metric')}, {_count(len(s.gates), 'gate')}",
             )
         )

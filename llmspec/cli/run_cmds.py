@@ -11,17 +11,18 @@ from llmspec.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_GATES, EXIT_INTERRUPTED, 
 from llmspec.errors import Diagnostic, LlmspecError, Loc, render
 
 
-def compile_path(path: str) -> tuple[Any, Any, Any]:
+def compile_path(path: str, limit: int | None = None) -> tuple[Any, Any, Any]:
     """Load, resolve and compile; the hash cache keeps weight hashing to once per file."""
     from llmspec.compile import compile_project
     from llmspec.hashing import HashCache
+    from llmspec.lock import read_lock
     from llmspec.project import load_project
     from llmspec.store import Store
 
     resolved = load_project(path)
     store = Store(resolved.root)
     cache = HashCache(store.cache_path("hashes.json"))
-    graph = compile_project(resolved, cache)
+    graph = compile_project(resolved, cache, read_lock(resolved.root), limit)
     try:
         cache.save()
     except OSError:
@@ -121,9 +122,30 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     help="`local`: an embedded Ray (or the cluster in RAY_ADDRESS); `inline`: this process, "
     "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER.",
 )
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="SUITE",
+    help="Run only this suite and what it needs (repeatable), like Terraform's -target; "
+    "everything else keeps its entry in the lock.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    metavar="N",
+    help="A smoke run over the first N rows of each dataset; llmspec.lock is not written.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @handle_errors
-def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> None:
+def apply(
+    path: str,
+    plan_file: str | None,
+    runner_name: str,
+    quiet: bool,
+    only: tuple[str, ...],
+    limit: int | None,
+) -> None:
     """Run what the plan says, store each result as it lands, write llmspec.lock.
 
     A second apply right after does nothing. An interrupted apply (Ctrl-C, a crash) keeps every
@@ -136,6 +158,7 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
       llmspec apply specs/
       llmspec apply specs/ --plan plan.json
       llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
+      llmspec apply specs/ --only quality --limit 20   # iterate on one suite, quickly
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
     from llmspec.apply import apply_plan, check_saved_plan
@@ -147,7 +170,8 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
     from llmspec.results import collect_results
     from llmspec.store import RunLock
 
-    resolved, graph, store = compile_path(path)
+    resolved, graph, store = compile_path(path, limit)
+    targets = _only(graph, only)
     root = graph.root
     with RunLock(root).held() as run_lock:
         if run_lock.previous is not None and not quiet:
@@ -159,6 +183,8 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
             )
         stored = store.keys()
         the_plan = plan_for(graph, store, stored)
+        if targets is not None:
+            the_plan = _targeted(the_plan, targets)
         if plan_file:
             check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
         if not quiet:
@@ -166,12 +192,20 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
         runner = _runner(runner_name, root)
         try:
             with Progress(graph, the_plan, quiet) as progress:
-                report = apply_plan(the_plan, graph, store, runner, progress, stored)
+                report = apply_plan(the_plan, graph, store, runner, progress, stored, targets)
         finally:
             runner.close()
     lock = report.lock
     failing = sorted(n for n, s in (lock.suites.items() if lock else []) if not s.get("passed"))
     results = collect_results(graph, store, lock, resolved.spec)
+    if targets is not None:
+        results = results.model_copy(
+            update={"suites": [s for s in results.suites if s.name in only]}
+        )
+    if limit is not None:
+        click.echo(
+            f"\nSmoke run: the first {limit} rows of each dataset; llmspec.lock is not written."
+        )
     if results.suites:
         click.echo("")
         click.echo(render_results(results), nl=False)
@@ -185,6 +219,31 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
         sys.exit(EXIT_ERROR)
     if failing:
         sys.exit(EXIT_GATES)
+
+
+def _only(graph: Any, only: tuple[str, ...]) -> set[str] | None:
+    """The jobs `--only SUITE` runs: the suite's gate and everything it depends on."""
+    if not only:
+        return None
+    from llmspec.errors import did_you_mean
+
+    suites = {j.id.removeprefix("gate."): j.id for j in graph.jobs.values() if j.kind == "gate"}
+    unknown = [s for s in only if s not in suites]
+    if unknown:
+        raise LlmspecError.one(
+            "E020",
+            f"`--only {unknown[0]}`: no suite of that name",
+            Loc("--only"),
+            did_you_mean(unknown[0], suites),
+        )
+    return graph.closure({suites[s] for s in only})
+
+
+def _targeted(plan: Any, targets: set[str]) -> Any:
+    from dataclasses import replace
+
+    kept = tuple(c for c in plan.changes if c.job_id in targets)
+    return replace(plan, changes=kept, lock_changes=())
 
 
 def _read_saved(plan_file: str, cls: Any) -> Any:
@@ -236,10 +295,11 @@ def graph(path: str, fmt: str) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "markdown", "json", "junit"]),
+    type=click.Choice(["text", "markdown", "json", "junit", "html"]),
     default="text",
     show_default=True,
-    help="text: tables; markdown: a PR comment; json: schemas/results.schema.json; junit: CI.",
+    help="text: tables; markdown: a PR comment; json: schemas/results.schema.json; junit: CI; "
+    "html: one self-contained page with charts.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 @handle_errors
@@ -255,6 +315,7 @@ def report(path: str, fmt: str, out: str | None) -> None:
       llmspec report specs/
       llmspec report specs/ --format markdown > results.md
       llmspec report specs/ --format junit --out results.xml
+      llmspec report specs/ --format html --out report.html
     """
     from llmspec.lock import read_lock
     from llmspec.report import render as render_report

@@ -24,7 +24,10 @@ KINDS: dict[str, str] = {
     "index": "llmspec.jobs.index:KIND",
     "testgen": "llmspec.jobs.testgen:KIND",
     "generate": "llmspec.jobs.generate:KIND",
+    "judge": "llmspec.jobs.judge:KIND",
+    "perplexity": "llmspec.jobs.perplexity:KIND",
     "score": "llmspec.jobs.score:KIND",
+    "summary": "llmspec.jobs.summary:KIND",
     "gate": "llmspec.jobs.gate:KIND",
     "deploy": "llmspec.jobs.deploy:KIND",
 }

@@ -19,13 +19,10 @@ def names(spec: Any) -> Any:
     return spec.suites
 
 
-def variants(suite: Any) -> list[tuple[str, str, str]]:
-    """(variant name, model, prompt) for each model of a suite."""
-    return [(m, m, suite.prompt) for m in suite.models]
-
-
 def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
-    """The shard jobs of each variant of a suite."""
+    """The shard jobs of each variant (model x prompt) of a suite."""
+    from llmspec.resolve.suites import variants
+
     s = cx.spec.suites[suite_name]
     d = cx.spec.datasets[s.dataset]
     deps = {}
@@ -38,9 +35,15 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
         out[variant] = []
         for i, (start, end, rows) in enumerate(cx.facts.shards(s.dataset)):
             ins = prompt_inputs(cx, model, prompt)
-            ins.set("rows", {"range": [start, end], "content": rows}, ("datasets", s.dataset,
-                    ("rows", "content")))  # fmt: skip
-            ins.set("expected", d.expected, ("datasets", s.dataset, ("expected",)))
+            ins.set(
+                "rows",
+                {"range": [start, end], "content": rows},
+                ("datasets", s.dataset, ("rows", "content")),
+            )
+            if s.expected is not None:  # the suite's own reference column
+                ins.set("expected", s.expected)
+            else:
+                ins.set("expected", d.expected, ("datasets", s.dataset, ("expected",)))
             local: dict[str, Any] = {"model": cx.facts.model_local(model)}
             if d.generate is None:
                 local["dataset"] = cx.facts.dataset_local(s.dataset)
@@ -63,8 +66,10 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
 
 
 def prompt_inputs(cx: Any, model: str, prompt: str) -> Any:
-    """The inputs every job that prompts a model reads: its settings, the prompt, the schema."""
-    ins = cx.inputs().take("model", "models", model).take("prompt", "prompts", prompt)
+    """The inputs every job that prompts a model reads: its settings (less its price, which
+    changes no generation), the prompt, the schema."""
+    keys = tuple(k for k in cx.facts.model(model) if k != "price")
+    ins = cx.inputs().take("model", "models", model, keys).take("prompt", "prompts", prompt)
     out = cx.spec.prompts[prompt].output
     if out is not None and out.schema_ is not None:
         ins.take("schema", "schemas", out.schema_)
@@ -110,9 +115,12 @@ def query_of(row: dict[str, Any]) -> str:
 
 
 def render_requests(
-    inputs: dict[str, Any], rows: list[dict[str, Any]], contexts: list[list[str]] | None,
-    start: int, repeats: int,
-) -> tuple[list[Any], list[tuple[int, int, str | None]]]:  # fmt: skip
+    inputs: dict[str, Any],
+    rows: list[dict[str, Any]],
+    contexts: list[list[str]] | None,
+    start: int,
+    repeats: int,
+) -> tuple[list[Any], list[tuple[int, int, str | None]]]:
     """A Request per row and repeat, and per slot (row index, repeat, render error)."""
     from jinja2 import TemplateError
 
@@ -185,7 +193,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         )
     results = iter(generated)
     expected_col = ins["expected"]
-    out_rows, timings = [], []
+    out_rows, timings, first = [], [], []
     observed: dict[str, set[str]] = {}
     for i, rep, err in slots:
         base = {
@@ -195,13 +203,20 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             "expected": rows[i].get(expected_col),
         }
         if retrieved is not None:
-            base["context"] = [{k: c[k] for k in ("id", "source", "score")} for c in retrieved[i]]
+            base["context"] = retrieved[i]
         if err is not None:
             out_rows.append(
-                base | {"output": None, "finish": "error", "guarantee": "none", "error": err,
-                        "valid": False if constraint is not None else None}
-            )  # fmt: skip
+                base
+                | {
+                    "output": None,
+                    "finish": "error",
+                    "guarantee": "none",
+                    "error": err,
+                    "valid": False if constraint is not None else None,
+                }
+            )
             timings.append(None)
+            first.append(None)
             continue
         r = next(results)
         problem = None
@@ -225,12 +240,14 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             }
         )
         timings.append(round(r.seconds, 6))
+        first.append(None if r.first_token_seconds is None else round(r.first_token_seconds, 6))
         for k, v in (r.observed or {}).items():
             if v:
                 observed.setdefault(k, set()).add(str(v))
     meta = {
         "provider_seconds": round(provider_seconds, 4),
         "latency": timings,
+        "first_token": first,
         "observed": {k: sorted(v) for k, v in observed.items()},
     }
     return {"rows": out_rows}, meta

@@ -1,8 +1,14 @@
-"""`score` jobs: a suite's metrics over one variant's generations (all of its shards).
+"""`score` jobs: a suite's metrics over one shard of one variant's generations.
 
-Inputs: the metrics (name, implementation version, options). Shards are read one at a time
-from the store, so memory holds one shard's rows; per-row values are kept in the output for
-reports, and each metric's statistics are computed once at the end.
+Inputs: the metrics (name, kind, implementation version, options; for `cost` the model's
+price, for `semantic_similarity` the embedding model's identity). The generations come from the
+shard's generate job; judge verdicts and perplexities from their own jobs. Score jobs run on the
+general workers (which keep embedding models loaded), one per shard, so a large suite is scored
+in parallel; the variant's `summary` job puts the shards together.
+
+Output: per row its metric values (columns, in row order), the sufficient statistics of corpus
+metrics (BLEU, chrF), judge reasons, and the shard's error and truncation counts by cause.
+Values that vary run to run (latency) go to `meta`, outside the output's digest.
 """
 
 from __future__ import annotations
@@ -10,74 +16,134 @@ from __future__ import annotations
 from typing import Any
 
 from llmspec.jobs import JobKind
-from llmspec.lock import rounded
+
+FROM_DEPS = ("judge", "perplexity")  # computed by their own jobs
 
 
 def names(spec: Any) -> Any:
     return spec.suites
 
 
-def build(cx: Any, suite_name: str) -> dict[str, Any]:
-    from llmspec.metrics import METRICS
+def metric_inputs(cx: Any, suite_name: str, model: str) -> tuple[list[dict], dict[str, str]]:
+    """The metric specs a variant's score jobs take (price and embedder identity filled in),
+    and the embedders' folders by metric name (machine-local)."""
+    specs, embed_paths = [], {}
+    for m in cx.rp.metrics.get(suite_name, ()):
+        spec = {k: m[k] for k in ("name", "kind", "version")} | {"options": dict(m["options"])}
+        if m["kind"] == "cost":
+            spec["options"]["price"] = cx.facts.model(model).get("price")
+        if m["kind"] == "semantic_similarity":
+            identity, path = cx.facts.embedder(m["options"]["embed"])
+            spec["options"]["embed"] = identity
+            embed_paths[m["name"]] = path
+        specs.append(spec)
+    return specs, embed_paths
+
+
+def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
+    from llmspec.resolve.suites import variants
 
     s = cx.spec.suites[suite_name]
     gens = cx.get("generate", suite_name)
-    metrics = [{"name": m, "version": METRICS[m].version} for m in s.metrics]
-    out = {}
-    for variant, shards in gens.items():
-        ins = cx.inputs().set("metrics", metrics)
-        out[variant] = cx.job(
-            "score",
-            f"score.{suite_name}.{variant}",
-            ins,
-            deps={f"shard.{i}": g for i, g in enumerate(shards)},
-            loc=cx.loc("suites", suite_name, "metrics"),
-        )
+    judges = cx.get("judge", suite_name)
+    ppl = cx.get("perplexity", suite_name)
+    out: dict[str, list[Any]] = {}
+    for variant, model, _prompt in variants(s):
+        specs, embed_paths = metric_inputs(cx, suite_name, model)
+        jobs = []
+        for i, gen in enumerate(gens[variant]):
+            deps = {"generate": gen}
+            for (v, metric), shards in judges.items():
+                if v == variant:
+                    deps[f"judge.{metric}"] = shards[i]
+            if variant in ppl:
+                deps["perplexity"] = ppl[variant][i]
+            jobs.append(
+                cx.job(
+                    "score",
+                    f"score.{suite_name}.{variant}.{i}",
+                    cx.inputs().set("metrics", specs),
+                    deps=deps,
+                    local={"embed": embed_paths},
+                    loc=cx.loc("suites", suite_name, "metrics"),
+                )
+            )
+        out[variant] = jobs
     return out
 
 
-def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
-    from llmspec.metrics import METRICS, load_metric
-    from llmspec.stats import summarize_values
+class _Context:
+    def __init__(self, ctx: Any, paths: dict[str, str]):
+        self.ctx = ctx
+        self.paths = paths
 
-    specs = job.inputs["metrics"]
-    fns = {m["name"]: load_metric(m["name"]) for m in specs}
-    values: dict[str, list[float | None]] = {name: [] for name in fns}
-    per_row: list[dict[str, Any]] = []
-    n = errors = truncated = 0
+    def embedder(self, path: str) -> Any:
+        return self.ctx.embedder(path)
+
+
+def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
+    from llmspec.metrics import METRICS, load
+
+    gen_out, gen_meta = deps.pair("generate")
+    latency = gen_meta.get("latency") or []
+    first = gen_meta.get("first_token") or []
+    rows = [
+        dict(r)
+        | {
+            "seconds": latency[i] if i < len(latency) else None,
+            "first_token_seconds": first[i] if i < len(first) else None,
+        }
+        for i, r in enumerate(gen_out["rows"])
+    ]
+    values: dict[str, list[Any]] = {}
+    varying: dict[str, list[Any]] = {}
+    corpus: dict[str, list[Any]] = {}
+    reasons: dict[str, list[Any]] = {}
+    mctx = _Context(ctx, job.local.get("embed", {}))
+    for spec in job.inputs["metrics"]:
+        rec = METRICS[spec["kind"]]
+        opts = dict(spec["options"])
+        if spec["kind"] == "judge":
+            verdicts = {
+                (v["row"], v["repeat"]): v for v in deps[f"judge.{spec['name']}"]["verdicts"]
+            }
+            got = [verdicts.get((r["row"], r["repeat"])) for r in rows]
+            vs = [None if v is None else v["score"] for v in got]
+            reasons[spec["name"]] = [None if v is None else v["reason"] or v["error"] for v in got]
+        elif spec["kind"] == "perplexity":
+            by_row = {p["row"]: p for p in deps["perplexity"]["rows"]}
+            got = [by_row.get(r["row"]) for r in rows]
+            vs = [None if p is None else p["perplexity"] for p in got]
+            corpus[spec["name"]] = [
+                None if p is None or p["nll"] is None else [p["nll"], p["tokens"]] for p in got
+            ]
+        else:
+            if rec.needs == "embedder":
+                opts["embed_path"] = mctx.paths[spec["name"]]
+            vs = load(rec.impl)(rows, opts, mctx)
+            if rec.corpus:
+                corpus[spec["name"]] = load(rec.corpus).row_stats(rows, opts)
+        clean = [None if v is None else round(float(v), 6) for v in vs]
+        (values if rec.deterministic else varying)[spec["name"]] = clean
+    errors = truncated = 0
     causes: dict[str, int] = {}
-    for role in sorted(deps, key=lambda r: int(r.split(".")[1])):
-        latency = iter(deps.meta[role].get("latency", []))
-        rows = [r | {"seconds": next(latency, None)} for r in deps[role]["rows"]]
-        shard = {name: fn(rows) for name, fn in fns.items()}
-        for name, vs in shard.items():
-            values[name] += vs
-        for i, r in enumerate(rows):
-            entry = {"row": r["row"], "repeat": r["repeat"]}
-            for name, vs in shard.items():
-                if METRICS[name].deterministic:
-                    entry[name] = rounded(vs[i], 4)
-            per_row.append(entry)
-            if r["finish"] == "error":
-                errors += 1
-                cause = error_cause(r.get("error"))
-                causes[cause] = causes.get(cause, 0) + 1
-            elif r["finish"] == "length":
-                truncated += 1
-        n += len(rows)
-    stats = {name: summarize_values(vs) for name, vs in values.items()}
-    keep = {name for name in fns if METRICS[name].deterministic}
+    for r in rows:
+        if r["finish"] == "error":
+            errors += 1
+            cause = error_cause(r.get("error"))
+            causes[cause] = causes.get(cause, 0) + 1
+        elif r["finish"] == "length":
+            truncated += 1
     output = {
-        "metrics": {k: rounded(v["mean"]) for k, v in stats.items() if k in keep},
-        "stats": {k: v for k, v in stats.items() if k in keep},
-        "rows": n,
+        "rows": [[r["row"], r["repeat"]] for r in rows],
+        "values": values,
+        "corpus": corpus,
+        "reasons": reasons,
         "errors": errors,
         "truncated": truncated,
-        "causes": dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "per_row": per_row,
+        "causes": causes,
     }
-    varying = {k: v for k, v in stats.items() if k not in keep}
-    return output, {"stats": varying, "metrics": {k: v["mean"] for k, v in varying.items()}}
+    return output, {"values": varying}
 
 
 def error_cause(error: str | None) -> str:
@@ -98,11 +164,11 @@ def error_cause(error: str | None) -> str:
 
 KIND = JobKind(
     name="score",
-    version=2,
+    version=3,
     names=names,
     build=build,
     run=run,
-    pool="driver",
+    pool="general",
     shape="ellipse",
-    description="a suite's metrics over one variant's generations",
+    description="a suite's metrics over one shard of a variant",
 )

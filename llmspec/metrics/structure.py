@@ -8,13 +8,13 @@ from typing import Any
 Rows = list[dict[str, Any]]
 
 
-def schema_valid(rows: Rows) -> list[float | None]:
+def schema_valid(rows: Rows, opts: dict[str, Any], ctx: Any = None) -> list[float | None]:
     """1 when the output satisfied the prompt's constraint (re-checked after generation);
     errors and truncated outputs count as 0. Without a constraint there is nothing to check."""
     return [None if r.get("valid") is None else float(bool(r["valid"])) for r in rows]
 
 
-def json_valid(rows: Rows) -> list[float | None]:
+def json_valid(rows: Rows, opts: dict[str, Any], ctx: Any = None) -> list[float | None]:
     out: list[float | None] = []
     for r in rows:
         text = r.get("output")
@@ -27,8 +27,3 @@ def json_valid(rows: Rows) -> list[float | None]:
         except ValueError:
             out.append(0.0)
     return out
-
-
-def latency(rows: Rows) -> list[float | None]:
-    """Seconds per generation, from the run's timings (kept out of the lock: it varies)."""
-    return [r.get("seconds") for r in rows]

@@ -132,6 +132,7 @@ class Result:
     seconds: float = 0.0
     observed: dict[str, str] | None = None  # e.g. served model id, system fingerprint
     prompt_tokens: int | None = None
+    first_token_seconds: float | None = None  # where the provider can tell
 
 
 class Provider(Protocol):

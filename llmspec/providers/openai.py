@@ -303,6 +303,7 @@ class OpenAIProvider:
             raise _Fail("stopped by the server's content filter")
         usage = data.get("usage")
         tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         observed = {}
         for key in ("model", "system_fingerprint"):
             value = data.get(key)
@@ -313,6 +314,9 @@ class OpenAIProvider:
             finish="length" if reason == "length" else "stop",
             guarantee=_guarantee(r),
             tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+            prompt_tokens=prompt_tokens
+            if isinstance(prompt_tokens, int) and not isinstance(prompt_tokens, bool)
+            else None,
             seconds=seconds,
             observed=observed or None,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmspec.report import number, verdict
+from llmspec.report import comparison_line, gate_groups, gate_line, verdict, with_interval
 
 
 def render(results: Any) -> str:
@@ -21,7 +21,7 @@ def render(results: Any) -> str:
             lines.append("| variant | rows | errors | truncated | " + " | ".join(s.metrics) + " |")
             lines.append("|---" * (4 + len(s.metrics)) + "|")
             for v in s.variants:
-                vals = [number(v.metrics[m].mean if m in v.metrics else None, m) for m in s.metrics]
+                vals = [with_interval(v.metrics.get(m), m) for m in s.metrics]
                 lines.append(
                     f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | "
                     + " | ".join(vals)
@@ -29,11 +29,23 @@ def render(results: Any) -> str:
                 )
             lines.append("")
         if s.gates:
-            for g in s.gates:
-                who = f" `{g.variant}`" if g.variant else ""
-                value = f" = {number(g.value)}" if g.value is not None else ""
-                lines.append(f"- **{verdict(g.passed)}** `{g.gate}`{who}{value}")
+            for gate, v, checks in gate_groups(s.gates):
+                detail = gate_line(gate, v, checks).split(": ", 1)[1]
+                lines.append(f"- **{verdict(v)}** `{gate}`: {detail}")
             lines.append("")
+        if s.comparisons:
+            holm = len(s.variants) > 2
+            significant = [
+                c for c in s.comparisons if (c.significant_holm if holm else c.significant)
+            ]
+            note = ", Holm-corrected" if holm else ""
+            lines.append(
+                f"<details><summary>A/B: {len(significant)} of {len(s.comparisons)} paired "
+                f"differences significant (95% bootstrap{note})</summary>"
+            )
+            lines.append("")
+            lines += [f"- {comparison_line(c, holm)}" for c in significant[:20]]
+            lines += ["", "</details>", ""]
         causes = [(v.name, c, n) for v in s.variants for c, n in v.causes.items()]
         if causes:
             lines.append("<details><summary>Row errors</summary>")

@@ -54,6 +54,7 @@ class ResolvedProject:
     row_counts: dict[str, int] = field(default_factory=dict)
     knowledge_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
+    metrics: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
     def constraint(self, prompt: str) -> Any:
@@ -87,5 +88,6 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
         row_counts=c.counts,
         knowledge_files=c.knowledge_files,
         gates=c.gates,
+        metrics={k: tuple(m for m in v if m) for k, v in c.metrics.items()},
         warnings=tuple(sorted(c.warnings, key=Diagnostic.sort_key)),
     )

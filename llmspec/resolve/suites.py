@@ -1,12 +1,33 @@
-"""Suites: their references, metrics, the columns their prompt and metrics need, whether each
-model can honour the prompt's output, and their gates (parsed once, here)."""
+"""Suites: their references, prompt variants, metrics and their options, the columns their
+prompts and metrics need, whether each model can honour each prompt's output, and their gates
+(parsed once, here)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from llmspec.errors import did_you_mean
 from llmspec.load import KeyPath
+
+TEXT_METRICS = (
+    "exact_match",
+    "contains",
+    "bleu",
+    "chrf",
+    "rouge_1",
+    "rouge_2",
+    "rouge_l",
+    "semantic_similarity",
+)
+
+
+def variants(suite: Any) -> list[tuple[str, str, str]]:
+    """(variant name, model, prompt) for each model x prompt of a suite: `model`, or
+    `model/prompt` when the suite has several prompts."""
+    prompts = suite.prompt_names
+    return [(m if len(prompts) == 1 else f"{m}/{p}", m, p) for p in prompts for m in suite.models]
 
 
 def check_suites(c: Any) -> None:
@@ -15,48 +36,242 @@ def check_suites(c: Any) -> None:
 
 
 def _check_suite(c: Any, name: str, s: Any) -> None:
-    from llmspec.metrics import METRICS
-
     base: KeyPath = ("suites", name)
-    c.ref("prompts", s.prompt, base + ("prompt",))
+    prompt_path = ("prompt",) if s.prompt is not None else ("prompts",)
+    for i, p in enumerate(s.prompt_names):
+        c.ref("prompts", p, base + (prompt_path if s.prompt is not None else (*prompt_path, i)))
     for i, m in enumerate(s.models):
         c.ref("models", m, base + ("models", i))
     c.ref("datasets", s.dataset, base + ("dataset",))
     if s.retrieve is not None:
         c.ref("knowledge", s.retrieve, base + ("retrieve",))
-    seen = set()
-    for i, m in enumerate(s.metrics):
-        if m not in METRICS:
-            c.error(
-                "E020", f"unknown metric `{m}`", base + ("metrics", i), did_you_mean(m, METRICS)
-            )
-        elif m in seen:
-            c.error("E022", f"metric `{m}` is listed twice", base + ("metrics", i))
-        seen.add(m)
+    metrics = _check_metrics(c, name, s)
+    c.metrics[name] = metrics
 
     cols = c.columns.get(s.dataset)
     dataset = c.p.datasets.get(s.dataset)
+    expected = s.expected or (dataset.expected if dataset is not None else None)
     if cols is not None and dataset is not None:
-        needs_ref = [m for m in s.metrics if m in METRICS and METRICS[m].needs_reference]
-        if needs_ref and dataset.expected not in cols:
+        needs_ref = [(i, m) for i, m in enumerate(metrics) if m and m["needs_reference"]]
+        if needs_ref and expected not in cols:
+            i, m = needs_ref[0]
+            where = (
+                "set `expected:` on the suite or the dataset"
+                if s.expected is None
+                else ("`expected:` of the suite")
+            )
             c.error(
                 "E041",
-                f"metric `{needs_ref[0]}` needs a reference answer, but dataset `{s.dataset}` "
-                f"has no column `{dataset.expected}` in every row",
-                base + ("metrics", s.metrics.index(needs_ref[0])),
-                f"set `expected:` on the dataset to one of: {', '.join(sorted(cols)) or 'none'}",
+                f"metric `{m['name']}` needs a reference answer, but dataset `{s.dataset}` "
+                f"has no column `{expected}` in every row",
+                base + (("expected",) if s.expected else ("metrics", i)),
+                f"{where}; columns: {', '.join(sorted(cols)) or 'none'}",
             )
-    prompt = c.p.prompts.get(s.prompt)
-    if prompt is not None and prompt.output is not None:
-        for i, m in enumerate(s.models):
-            if m in c.p.models:
-                _check_capability(c, name, i, m, s.prompt, prompt.output)
-    if prompt is not None and cols is not None:
-        _check_variables(c, name, s, prompt, cols)
-    c.gates[name] = _check_gates(c, name, s)
+    for pi, pname in enumerate(s.prompt_names):
+        prompt = c.p.prompts.get(pname)
+        if prompt is None:
+            continue
+        where = base + (prompt_path if s.prompt is not None else (*prompt_path, pi))
+        if prompt.output is not None:
+            for i, m in enumerate(s.models):
+                if m in c.p.models:
+                    _check_capability(c, name, i, m, pname, prompt.output)
+        if cols is not None:
+            _check_variables(c, s, pname, prompt, cols, where)
+        echo_only = all(
+            c.p.models[m].provider == "echo" for m in s.models if m in c.p.models
+        )  # the rendered prompt comes back as text, whatever the prompt's output
+        for i, m in enumerate(metrics):
+            if m and not echo_only:
+                _check_field(c, name, i, m, pname, prompt)
+    c.gates[name] = _check_gates(c, name, s, [m["name"] for m in metrics if m])
 
 
-def _check_variables(c: Any, name: str, s: Any, prompt: Any, cols: frozenset[str]) -> None:
+def _check_metrics(c: Any, name: str, s: Any) -> list[dict[str, Any] | None]:
+    """Each metric entry parsed and its options checked; None where it is wrong."""
+    from llmspec.metrics import METRICS, parse_metric
+
+    out: list[dict[str, Any] | None] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(s.metrics):
+        path: KeyPath = ("suites", name, "metrics", i)
+        if isinstance(entry, dict) and len(entry) != 1:
+            c.error(
+                "E013",
+                "a metric with options is a mapping with one key: its name",
+                path,
+                "e.g. `{exact_match: {normalize: squad}}`",
+            )
+            out.append(None)
+            continue
+        reported, kind, raw = parse_metric(entry)
+        if kind not in METRICS:
+            c.error(
+                "E020",
+                f"unknown metric `{kind}`",
+                path if isinstance(entry, str) else path + (kind,),
+                did_you_mean(kind, METRICS),
+                key=isinstance(entry, dict),
+            )
+            out.append(None)
+            continue
+        rec = METRICS[kind]
+        try:
+            opts = rec.options.model_validate(raw)
+        except ValidationError as e:
+            for err in e.errors():
+                where = path + (kind, *err["loc"])
+                if err["type"] == "extra_forbidden":
+                    c.error(
+                        "E010",
+                        f"unknown option `{err['loc'][-1]}` of metric `{kind}`",
+                        where,
+                        did_you_mean(str(err["loc"][-1]), rec.options.model_fields),
+                        key=True,
+                    )
+                else:
+                    c.error("E013", f"option of metric `{kind}`: {err['msg']}", where)
+            out.append(None)
+            continue
+        if reported in seen:
+            c.error(
+                "E022",
+                f"metric `{reported}` is listed twice",
+                path,
+                "give one of them another `name:`",
+            )
+        seen.add(reported)
+        spec = {
+            "name": reported,
+            "kind": kind,
+            "version": rec.version,
+            "options": opts.model_dump(mode="json", exclude={"name"}),
+            "needs_reference": rec.needs_reference,
+        }
+        _check_needs(c, name, s, i, spec)
+        out.append(spec)
+    return out
+
+
+def _check_needs(c: Any, name: str, s: Any, i: int, spec: dict[str, Any]) -> None:
+    from llmspec.metrics import METRICS
+    from llmspec.providers import PROVIDERS
+
+    path: KeyPath = ("suites", name, "metrics", i)
+    rec = METRICS[spec["kind"]]
+    if rec.needs == "judge":
+        judge = spec["options"]["model"]
+        if c.ref("models", judge, path + ("judge", "model")):
+            provider = c.p.models[judge].provider
+            if not PROVIDERS[provider].capabilities.json_schema:
+                c.error(
+                    "E060",
+                    f"judge model `{judge}` ({provider}) cannot return a "
+                    "schema-constrained verdict",
+                    path + ("judge", "model"),
+                    "use a transformers, llamacpp or openai model as a judge",
+                )
+    if rec.needs == "logprobs":
+        for j, m in enumerate(s.models):
+            if m in c.p.models and not PROVIDERS[c.p.models[m].provider].capabilities.logprobs:
+                c.error(
+                    "E063",
+                    f"metric `{spec['name']}` needs the log-probabilities of the "
+                    f"reference under model `{m}`, which its provider does not give",
+                    ("suites", name, "models", j),
+                    "score perplexity with transformers models",
+                )
+            elif m in c.p.models and c.p.models[m].provider != "transformers":
+                c.error(
+                    "E063",
+                    f"metric `{spec['name']}` is computed for transformers models "
+                    f"only, not `{m}` ({c.p.models[m].provider})",
+                    ("suites", name, "models", j),
+                )
+    if rec.needs == "embedder":
+        embed = spec["options"]["embed"]
+        if embed != "minilm":
+            target = c.check_path(embed, path + (spec["kind"], "embed"), "embedding model")
+            if target is not None and not target.is_dir():
+                c.error(
+                    "E020",
+                    f"embedding model `{embed}` is not a folder",
+                    path + (spec["kind"], "embed"),
+                )
+    if spec["kind"] == "cost":
+        for j, m in enumerate(s.models):
+            if m in c.p.models and c.p.models[m].price is None:
+                c.warn(
+                    "W012",
+                    f"metric `cost` but model `{m}` has no `price`: its cost is unknown",
+                    ("suites", name, "models", j),
+                    "add `price: {input_per_1k: ..., output_per_1k: ...}` to the model",
+                )
+
+
+def _check_field(c: Any, name: str, i: int, m: dict[str, Any], pname: str, prompt: Any) -> None:
+    """`field:` must name a part the prompt's output can have; a text metric on a structured
+    output must say which part it scores."""
+    path: KeyPath = ("suites", name, "metrics", i)
+    field = m["options"].get("field")
+    out = prompt.output
+    schema = c.schemas.get(out.schema_) if out is not None and out.schema_ else None
+    if field is not None:
+        if schema is None:
+            c.error(
+                "E041",
+                f"metric `{m['name']}` scores `field: {field}`, but prompt "
+                f"`{pname}` does not produce JSON",
+                path + (m["kind"], "field"),
+                "give the prompt `output: {schema: ...}`, or drop `field:`",
+            )
+        elif not _field_exists(schema, field):
+            c.error(
+                "E041",
+                f"metric `{m['name']}`: prompt `{pname}`'s schema has no field `{field}`",
+                path + (m["kind"], "field"),
+                did_you_mean(field.lstrip("/"), _top_fields(schema)),
+            )
+    elif m["kind"] in TEXT_METRICS and isinstance(schema, dict) and _is_object(schema):
+        c.error(
+            "E044",
+            f"metric `{m['name']}` compares text, but prompt `{pname}` returns a JSON object",
+            path,
+            f"say which part to score: `{{{m['kind']}: {{field: "
+            f"{next(iter(_top_fields(schema)), 'answer')}}}}}`",
+        )
+
+
+def _is_object(schema: dict[str, Any]) -> bool:
+    t = schema.get("type")
+    return t == "object" or (t is None and "properties" in schema)
+
+
+def _top_fields(schema: Any) -> list[str]:
+    return list((schema.get("properties") or {}) if isinstance(schema, dict) else [])
+
+
+def _field_exists(schema: Any, field: str) -> bool:
+    parts = field.lstrip("/").split("/") if field.startswith("/") else [field]
+    node = schema
+    for part in parts:
+        if not isinstance(node, dict):
+            return False
+        props = node.get("properties") or {}
+        if part in props:
+            node = props[part]
+        elif part.isdigit() and isinstance(node.get("items"), dict):
+            node = node["items"]
+        elif node.get("additionalProperties") not in (None, False) and not props:
+            return True
+        else:
+            return False
+    return True
+
+
+def _check_variables(
+    c: Any, s: Any, pname: str, prompt: Any, cols: frozenset[str], where: KeyPath
+) -> None:
     from jinja2 import TemplateSyntaxError
 
     from llmspec import templating
@@ -76,22 +291,21 @@ def _check_variables(c: Any, name: str, s: Any, prompt: Any, cols: frozenset[str
                 hint = "add `retrieve: <knowledge source>` to the suite to fill `context`"
             c.error(
                 "E041",
-                f"prompt `{s.prompt}` uses `{var}`, which dataset `{s.dataset}` does not provide",
-                ("suites", name, "prompt"),
+                f"prompt `{pname}` uses `{var}`, which dataset `{s.dataset}` does not provide",
+                where,
                 hint,
                 notes=(f"columns in every row: {', '.join(sorted(cols)) or 'none'}",),
             )
 
 
-def _check_gates(c: Any, name: str, s: Any) -> tuple[Any, ...]:
+def _check_gates(c: Any, name: str, s: Any, metrics: list[str]) -> tuple[Any, ...]:
     from llmspec.gates import GateError, bind, parse_gate
-    from llmspec.jobs.generate import variants
 
     names = tuple(v for v, _, _ in variants(s))
     gates = []
     for i, text in enumerate(s.gates):
         try:
-            gates.append(bind(parse_gate(text), tuple(s.metrics), names, name))
+            gates.append(bind(parse_gate(text), tuple(metrics), names, name))
         except GateError as e:
             code = "E042" if str(e).startswith("cannot read") else "E020"
             c.error(code, str(e), ("suites", name, "gates", i), e.hint)

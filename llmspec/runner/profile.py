@@ -42,6 +42,9 @@ class RunnerProfile(BaseModel):
     reserve_cpus: Float = Field(
         1, ge=0, description="CPUs model replicas leave free for other work (no deadlock)"
     )
+    general_workers: Int = Field(
+        2, ge=1, le=256, description="workers for jobs not bound to a model (scoring, indexing)"
+    )
     allow_unauthenticated: Bool = False
 
     @property

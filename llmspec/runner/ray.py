@@ -2,14 +2,14 @@
 
 - Each model gets a pool of `replicas` actors with the resources its spec asks for
   (`gpus: 1` -> `num_gpus=1`); a model loads once per actor. Jobs of the `general` pool
-  (index) run on one general actor, which keeps the embedding model loaded; cheap pure-Python
-  jobs (the `driver` pool: score, gate, deploy) run in the applying process itself, without a
-  round trip to a worker.
+  (index, score) run on `general_workers` actors, which keep embedding models loaded, so a
+  large suite is scored in parallel; cheap pure-Python jobs (the `driver` pool: summary, gate,
+  deploy) run in the applying process itself, without a round trip to a worker.
 - Dispatch is dynamic: the driver keeps a queue of ready jobs per pool and hands the next one
   to whichever replica is free, so a slow shard never holds up an idle replica. A remote call
   is one whole shard (`shard_rows` rows), enough to amortise Ray's per-call overhead.
-- Model replicas never claim every CPU: `reserve_cpus` stay free for the general actor and the
-  driver (actors that take all CPU slots can deadlock a small machine), so on a 2-CPU machine
+- Model replicas never claim every CPU: `reserve_cpus` stay free for the general actors and
+  the driver (actors that take all CPU slots can deadlock a small machine), so on a 2-CPU machine
   two replicas get 0.5 CPU each rather than 1.
 - A crashed worker (a system failure, not an error in the job) is restarted by Ray and the job
   is sent again, up to `max_retries` times. Results are whole shards written by the driver, so
@@ -167,8 +167,9 @@ class RayRunner:
         claimed = sum(r * c for r, c, _ in wanted.values())
         scale = min(1.0, budget / claimed) if claimed else 1.0
         pools = {m: (r, round(c * scale, 3), g) for m, (r, c, g) in wanted.items()}
-        if any(j.pool == GENERAL for j in jobs):
-            pools[GENERAL] = (1, 0.0, 0.0)
+        general = sum(1 for j in jobs if j.pool == GENERAL)
+        if general:
+            pools[GENERAL] = (min(self.profile.general_workers, general), 0.0, 0.0)
         return pools
 
     def _pool(self, name: str, shape: tuple[int, float, float]) -> list[Any]:

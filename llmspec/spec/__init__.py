@@ -38,6 +38,13 @@ class Params(Spec):
     stop: tuple[Str, ...] = Field((), description="strings that end a generation")
 
 
+class Price(Spec):
+    """What a model costs, for the `cost` metric (any currency, said once for the project)."""
+
+    input_per_1k: Float = Field(0.0, ge=0, description="per 1,000 prompt tokens")
+    output_per_1k: Float = Field(0.0, ge=0, description="per 1,000 generated tokens")
+
+
 class TransformersModel(Spec):
     """A local model run with transformers; constraints are enforced token by token."""
 
@@ -49,6 +56,7 @@ class TransformersModel(Spec):
     revision: Str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     params: Params = Params()
+    price: Price | None = Field(None, description="for the `cost` metric")
     gpus: Float = Field(0, ge=0, description="GPUs per replica (Ray num_gpus)")
     cpus: Float = Field(1, gt=0, description="CPUs per replica (Ray num_cpus)")
     replicas: Int = Field(1, ge=1, le=1024)
@@ -71,6 +79,7 @@ class OpenAIModel(Spec):
     model: Str
     api_key: Str | None = Field(None, description="only as a reference: ${env:NAME}")
     params: Params = Params()
+    price: Price | None = Field(None, description="for the `cost` metric")
     concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per model")
     timeout_s: Float = Field(60, gt=0)
     max_retries: Int = Field(4, ge=0, le=20)
@@ -81,6 +90,7 @@ class EchoModel(Spec):
 
     provider: Literal["echo"]
     params: Params = Params()
+    price: Price | None = Field(None, description="for the `cost` metric")
 
 
 class LlamaCppModel(Spec):
@@ -90,6 +100,7 @@ class LlamaCppModel(Spec):
     path: Str = Field(description="a .gguf file")
     n_ctx: Int = Field(4096, ge=128)
     params: Params = Params()
+    price: Price | None = Field(None, description="for the `cost` metric")
     gpus: Float = Field(0, ge=0)
     cpus: Float = Field(1, gt=0)
     replicas: Int = Field(1, ge=1, le=1024)
@@ -202,17 +213,39 @@ class Dataset(Spec):
         return self
 
 
+MetricEntry = Str | dict[Str, dict[str, Any]]
+"""A metric: its name (`rouge_l`), or a one-key mapping of its name to its options
+(`{exact_match: {field: answer, normalize: squad}}`); options are checked by resolve against the
+metric's own settings (`llmspec.metrics`)."""
+
+
 class Suite(Spec):
-    """A test suite: a prompt over a dataset for each model, scored, then gated."""
+    """A test suite: prompt variants x models over a dataset, `repeats` times, scored, gated."""
 
     description: Str | None = None
-    prompt: Name
+    prompt: Name | None = Field(None, description="the prompt (or `prompts:` for variants)")
+    prompts: tuple[Name, ...] | None = Field(
+        None, min_length=1, description="prompt variants, compared like models"
+    )
     models: tuple[Name, ...] = Field(min_length=1)
     dataset: Name
+    expected: Str | None = Field(
+        None, description="the reference column for this suite (default: the dataset's)"
+    )
     retrieve: Name | None = Field(None, description="a knowledge source to retrieve context from")
     repeats: Int = Field(1, ge=1, le=100)
-    metrics: tuple[Str, ...] = Field(min_length=1)
-    gates: tuple[Str, ...] = Field((), description='e.g. "rouge_l >= 0.35"')
+    metrics: tuple[MetricEntry, ...] = Field(min_length=1)
+    gates: tuple[Str, ...] = Field((), description='e.g. "rouge_l.lcb95 >= 0.35"')
+
+    @model_validator(mode="after")
+    def _one_prompt_field(self) -> Suite:
+        if (self.prompt is None) == (self.prompts is None):
+            raise ValueError("give exactly one of `prompt` or `prompts` (a list of variants)")
+        return self
+
+    @property
+    def prompt_names(self) -> tuple[str, ...]:
+        return (self.prompt,) if self.prompt is not None else tuple(self.prompts or ())
 
 
 class ExportTarget(Spec):
@@ -315,4 +348,30 @@ def json_schema() -> dict[str, Any]:
     schema = Project.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://llmspec.dev/schemas/llmspec.schema.json"
+    _metric_schemas(schema)
     return schema
+
+
+def _metric_schemas(schema: dict[str, Any]) -> None:
+    """Spell out each metric's options for editors: a suite's metrics are checked against them
+    by resolve (with locations), the schema lets an editor complete them."""
+    from llmspec.metrics import METRICS
+
+    defs = schema.setdefault("$defs", {})
+    options = []
+    for name, rec in sorted(METRICS.items()):
+        sub = rec.options.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[f"{rec.options.__name__}"] = sub
+        options.append(
+            {
+                "type": "object",
+                "properties": {name: {"$ref": f"#/$defs/{rec.options.__name__}"}},
+                "required": [name],
+                "additionalProperties": False,
+                "description": rec.description,
+            }
+        )
+    defs["Suite"]["properties"]["metrics"]["items"] = {
+        "anyOf": [{"enum": sorted(METRICS), "description": "a metric with its defaults"}, *options]
+    }

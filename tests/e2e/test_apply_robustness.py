@@ -138,7 +138,8 @@ def test_apply_then_plan_is_empty_and_second_apply_runs_nothing(tmp_path: Path) 
     root = write_project(tmp_path / "p", rows=6, shard_rows=2)
     first = invoke("apply", str(root))
     assert first.exit_code == 0, first.output
-    assert summary_line(first.stdout).startswith("Apply: 6 ran")  # 3 generate, score, gate, deploy
+    # 3 shards: 3 generate, 3 score, then summary, gate, deploy
+    assert summary_line(first.stdout).startswith("Apply: 9 ran")
     lock = lock_bytes(root)
     assert lock is not None
     parse_lock(lock.decode(), "llmspec.lock")
@@ -317,7 +318,9 @@ def test_sigkill_mid_apply_then_resume(
     new = set(store_files(root)) - stored_at_kill
     assert rerun == sorted(json.loads(p.read_text())["job"] for p in new)
     if moment == "after-store-write":
-        assert len(stored_at_kill) == BASE_ROWS + 3 + at
+        # the base apply's results (a generate and a score job per row, then summary, gate,
+        # deploy) and the `at` results the killed run stored
+        assert len(stored_at_kill) == 2 * BASE_ROWS + 3 + at
 
     assert lock_bytes(root) == reference_lock
     left = [p for p in temp_files(root) if store_dir not in p.parents]
@@ -449,7 +452,7 @@ def test_saved_plan_applies_and_is_refused_once_stale(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     r = invoke("apply", str(root), "--plan", str(plan_file))
     assert r.exit_code == 0, r.output
-    assert summary_line(r.stdout).startswith("Apply: 5 ran")
+    assert summary_line(r.stdout).startswith("Apply: 7 ran")
 
     # The project moves after the plan: a template edit, then a new dataset row.
     r = invoke("plan", str(root), "--out", str(plan_file))
@@ -539,13 +542,15 @@ def test_failed_job_keeps_finished_ones_and_next_apply_runs_only_the_rest(tmp_pa
     assert "deploy.prod: FAILED" in r.stderr
     assert "Error" in r.stderr  # the OS error, named
     assert "error[E091]: job `deploy.prod` failed" in r.stderr  # located at the spec
-    assert summary_line(r.stdout).startswith("Apply: 4 ran, 0 reused, 1 failed.")
+    assert summary_line(r.stdout).startswith("Apply: 6 ran, 0 reused, 1 failed.")
     lock = parse_lock((root / "llmspec.lock").read_text(encoding="utf-8"), "llmspec.lock")
     assert sorted(lock.jobs) == [
         "gate.quality",
         "generate.quality.preview.0",
         "generate.quality.preview.1",
-        "score.quality.preview",
+        "score.quality.preview.0",
+        "score.quality.preview.1",
+        "summary.quality.preview",
     ]
     assert lock.suites["quality"]["passed"]
     failed = [e for e in events(run_logs(root)) if e.get("event") == "failed"]
@@ -587,16 +592,16 @@ def test_dataset_edited_during_apply_fails_its_shard_only(
     assert r.exit_code == 1, r.output
     assert "generate.quality.preview.1: FAILED" in r.stderr
     assert "changed since the plan was made" in r.stderr
-    assert summary_line(r.stdout).startswith("Apply: 1 ran, 0 reused, 1 failed, 3 skipped.")
+    assert summary_line(r.stdout).startswith("Apply: 2 ran, 0 reused, 1 failed, 4 skipped.")
     lock = parse_lock((root / "llmspec.lock").read_text(encoding="utf-8"), "llmspec.lock")
-    assert sorted(lock.jobs) == ["generate.quality.preview.0"]
+    assert sorted(lock.jobs) == ["generate.quality.preview.0", "score.quality.preview.0"]
 
     r = invoke("apply", str(root))
     assert r.exit_code == 0, r.output
-    assert summary_line(r.stdout).startswith("Apply: 4 ran, 0 reused.")
+    assert summary_line(r.stdout).startswith("Apply: 5 ran, 0 reused.")
     assert "generate.quality.preview.0" not in r.stdout  # kept from the failed apply
     lock = parse_lock((root / "llmspec.lock").read_text(encoding="utf-8"), "llmspec.lock")
-    assert len(lock.jobs) == 5
+    assert len(lock.jobs) == 7
 
 
 # -- 7. plan --locked ---------------------------------------------------------------------------

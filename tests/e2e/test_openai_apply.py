@@ -38,7 +38,7 @@ suites:
     prompt: qa
     models: [served]
     dataset: golden
-    metrics: [schema_valid, contains]
+    metrics: [schema_valid, {{contains: {{field: answer}}}}]
     gates: ["schema_valid == 1.0"]
 """
 
@@ -65,7 +65,8 @@ def test_openai_model_end_to_end(server, tmp_path, monkeypatch) -> None:  # noqa
 
     second = runner.invoke(main, ["apply", str(root), "--runner", "inline", "--quiet"])
     assert second.exit_code == 0, second.output
-    assert "Apply: 3 ran" in second.stdout  # the failed shard, then its score and gate
+    # the failed shard, then its score, the summary and the gate
+    assert "Apply: 4 ran" in second.stdout
 
     for seen in server.seen:
         assert "response_format" in seen.body and "guided_json" not in seen.body

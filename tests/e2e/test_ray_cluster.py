@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_example
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray")
@@ -76,9 +76,8 @@ def ray_head():
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def _copy(dest: Path, tiny_model_dir: Path) -> Path:
-    shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns("models", ".llmspec"))
-    shutil.copytree(tiny_model_dir, dest / "models" / "tiny")
+def _copy(dest: Path, models: dict[str, Path]) -> Path:
+    copy_example(dest, models)
     (dest / "llmspec.lock").unlink(missing_ok=True)
     return dest
 
@@ -91,10 +90,10 @@ def _apply(root: Path, **env: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_apply_on_an_existing_cluster(ray_head, tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_apply_on_an_existing_cluster(ray_head, tmp_path: Path, example_models) -> None:
     address, temp, head_env = ray_head
     before = {p.name for p in temp.rglob("worker-*.out")}
-    on_cluster = _copy(tmp_path / "cluster", tiny_model_dir)
+    on_cluster = _copy(tmp_path / "cluster", example_models)
     r = _apply(on_cluster, RAY_ADDRESS=address, LLMSPEC_RUNNER="local",
                RAY_AUTH_MODE=head_env["RAY_AUTH_MODE"])  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
@@ -104,7 +103,7 @@ def test_apply_on_an_existing_cluster(ray_head, tmp_path: Path, tiny_model_dir: 
     text = "".join(p.read_text(errors="replace") for p in logs)
     assert logs and "_Worker" in text, sorted(p.name for p in temp.rglob("*"))[:50]
 
-    inline = _copy(tmp_path / "inline", tiny_model_dir)
+    inline = _copy(tmp_path / "inline", example_models)
     r = _apply(inline, LLMSPEC_RUNNER="inline")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (on_cluster / "llmspec.lock").read_bytes() == (inline / "llmspec.lock").read_bytes()

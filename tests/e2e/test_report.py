@@ -14,14 +14,12 @@ from click.testing import CliRunner
 from llmspec.cli import main
 from llmspec.jsonschemas import validation_errors
 from llmspec.results import results_json_schema
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_example
 
 
 @pytest.fixture(scope="module")
-def applied(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
-    dest = tmp_path_factory.mktemp("report") / "specs"
-    shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns("models", ".llmspec"))
-    shutil.copytree(tiny_model_dir, dest / "models" / "tiny")
+def applied(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Path]):
+    dest = copy_example(tmp_path_factory.mktemp("report") / "specs", example_models)
     (dest / "llmspec.lock").unlink(missing_ok=True)
     r = CliRunner().invoke(main, ["apply", str(dest), "--runner", "inline"])
     assert r.exit_code == 0, r.output
@@ -31,10 +29,26 @@ def applied(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
 def test_apply_ends_with_the_summary_table(applied) -> None:
     _, out = applied
     assert "Suite quality: passed - Answers grounded in the docs, always valid JSON." in out
-    header = next(line for line in out.splitlines() if line.strip().startswith("variant"))
-    for col in ("rows", "errors", "truncated", "schema_valid", "rouge_l", "bleu", "latency"):
-        assert col in header
-    assert "  pass  schema_valid == 1 [base] = 1.000" in out
+    lines = out.splitlines()
+    header = lines[lines.index(next(x for x in lines if x.startswith("Suite quality"))) + 1]
+    assert header.split() == ["base/qa", "small/qa", "base/terse", "small/terse"]
+    first = {x.split()[0]: x for x in lines if x.split()}
+    for row in (
+        "rows",
+        "errors",
+        "truncated",
+        "schema_valid",
+        "rouge_l",
+        "bleu",
+        "judge",
+        "perplexity",
+        "latency",
+        "cost",
+    ):
+        assert row in first, row
+    # means with their intervals; gates grouped with a value per variant
+    assert "[" in first["judge"]
+    assert "  pass  schema_valid == 1: base/qa 1.000, base/terse 1.000, small/qa 1.000" in out
 
 
 def test_report_formats(applied, tmp_path: Path) -> None:
@@ -56,19 +70,23 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     assert tree.tag == "testsuites" and {c.get("classname") for c in cases} == {
         "quality", "routing", "prompt-review"
     }  # fmt: skip
-    assert [c.get("name") for c in cases if c.get("classname") == "quality"] == [
+    assert [c.get("name") for c in cases if c.get("classname") == "routing"] == [
         "schema_valid == 1 [base]"
     ]
+    assert len([c for c in cases if c.get("classname") == "quality"]) == 9
 
     data = json.loads(cli.invoke(main, ["report", str(root), "--format", "json"]).stdout)
     committed = json.loads((REPO / "schemas" / "results.schema.json").read_text())
     assert committed == results_json_schema(), "llmspec schema --artifact results"
     assert validation_errors(committed, data) == []
     quality = next(s for s in data["suites"] if s["name"] == "quality")
-    assert quality["variants"][0]["rows"] == 6 and len(quality["rows"]) == 6
+    assert quality["variants"][0]["rows"] == 6 and len(quality["rows"]) == 4 * 6
     row = quality["rows"][0]
     assert row["input"]["question"] and row["reference"] and row["guarantee"] == "token"
     assert [c["source"] for c in row["context"]] and "rouge_l" in row["metrics"]
+    assert row["reasons"]["judge"] is not None  # the judge's reason, or why it has none
+    # every pair of 4 variants x every metric but latency (which varies run to run)
+    assert len(quality["comparisons"]) == 6 * 8
 
 
 def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:

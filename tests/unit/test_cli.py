@@ -80,7 +80,7 @@ def test_example_project_is_valid(example_project, monkeypatch) -> None:
     result = CliRunner().invoke(main, ["validate", "specs"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("support-bot: valid (3 files)")
-    assert "qa x base on golden; 5 metrics, 1 gate" in result.stdout
+    assert "qa, terse x base, small on golden; 9 metrics, 3 gates" in result.stdout
 
 
 ECHO_SPEC = """\

@@ -44,7 +44,9 @@ def test_a_job_carries_what_it_reads(tmp_path: Path) -> None:
     assert gen.inputs["model"]["params"]["seed"] == 1
     assert gen.inputs["rows"]["range"] == [0, 2] and gen.inputs["expected"] == "expected"
     assert gen.deps == {} and gen.pool == "model:m"
-    assert g.jobs["score.s.m"].deps == {"shard.0": "generate.s.m.0", "shard.1": "generate.s.m.1"}
+    assert g.jobs["score.s.m.1"].deps == {"generate": "generate.s.m.1"}
+    assert g.jobs["summary.s.m"].deps == {"shard.0": "score.s.m.0", "shard.1": "score.s.m.1"}
+    assert g.jobs["score.s.m.0"].pool == "general" and g.jobs["summary.s.m"].pool == "driver"
     assert g.jobs["gate.s"].inputs["gates"] == ["exact_match >= 0"]
     assert g.jobs["gate.s"].pool == "driver"
 
@@ -69,7 +71,7 @@ def test_a_changed_dependency_changes_the_keys_downstream_only(tmp_path: Path) -
     (root / "d.jsonl").write_text("\n".join(lines) + "\n")
     after = {j.id: j.key for j in _graph(root).jobs.values()}
     moved = {k for k in before if before[k] != after[k]}
-    assert moved == {"generate.s.m.1", "score.s.m", "gate.s"}
+    assert moved == {"generate.s.m.1", "score.s.m.1", "summary.s.m", "gate.s"}
 
 
 def test_a_kind_version_is_part_of_the_key(tmp_path: Path, monkeypatch) -> None:

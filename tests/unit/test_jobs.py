@@ -51,7 +51,10 @@ def test_repeats_csv_and_export(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     rows = _outputs(root)["generate.s.m.0"]["rows"]
     assert [(x["row"], x["repeat"]) for x in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert _outputs(root)["score.s.m"]["metrics"] == {"exact_match": 0.5}
+    summary = _outputs(root)["summary.s.m"]
+    assert summary["stats"]["exact_match"]["mean"] == 0.5 and summary["rows"] == 4
+    # two repeats of each row at temperature 0 (echo): they agree, no verdict flips
+    assert summary["repeats"]["exact_match"] == {"rows": 2, "agreement": 1.0, "flip_rate": 0.0}
     manifest = json.loads((root / "out" / "prod.json").read_text())
     assert manifest["deployment"] == "prod" and manifest["requires"] == {"s": True}
 

@@ -121,9 +121,67 @@ class TransformersProvider:
                     else ("checked" if requests[i].constraint else "none")
                 )
                 results[i] = Result(
-                    text, finish, guarantee, g.error, g.tokens, g.seconds, prompt_tokens=n
+                    text,
+                    finish,
+                    guarantee,
+                    g.error,
+                    g.tokens,
+                    g.seconds,
+                    prompt_tokens=n,
+                    first_token_seconds=g.first_token_seconds,
                 )
         return [r for r in results if r is not None]
+
+    def logprobs(
+        self, items: list[tuple[Request, str]], batch_size: int = 8
+    ) -> list[tuple[float, int] | str]:
+        """For each (request, continuation): the negative log-likelihood (nats, summed) of the
+        continuation's tokens after the rendered request, and their number; or an error."""
+        import torch
+
+        out: list[tuple[float, int] | str] = []
+        encoded = []
+        for r, continuation in items:
+            prefix = self.tokenizer(self.render(r), add_special_tokens=not self.chat).input_ids
+            full = self.tokenizer(
+                self.render(r) + continuation, add_special_tokens=not self.chat
+            ).input_ids
+            n_cont = len(full) - len(prefix)
+            if n_cont <= 0 or full[: len(prefix)] != prefix:
+                # the continuation merged with the prompt's last token: score it on its own ids
+                cont = self.tokenizer(continuation, add_special_tokens=False).input_ids
+                full, n_cont = prefix + cont, len(cont)
+            if n_cont == 0:
+                encoded.append("the reference is empty")
+            elif self.max_positions and len(full) > self.max_positions:
+                encoded.append(
+                    f"prompt and reference are {len(full)} tokens, over the model's "
+                    f"{self.max_positions} positions"
+                )
+            else:
+                encoded.append((full, n_cont))
+        todo = [(i, e) for i, e in enumerate(encoded) if not isinstance(e, str)]
+        results: dict[int, tuple[float, int]] = {}
+        with torch.inference_mode():
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                width = max(len(e[0]) for _, e in chunk)
+                pad = self.tokenizer.pad_token_id or 0
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for j, (_, (seq, _)) in enumerate(chunk):  # right-padded for scoring
+                    ids[j, : len(seq)] = torch.tensor(seq)
+                    mask[j, : len(seq)] = 1
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+                logp = torch.log_softmax(logits[:, :-1], dim=-1)
+                target = ids[:, 1:]
+                token_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                for j, (i, (seq, n_cont)) in enumerate(chunk):
+                    span = token_lp[j, len(seq) - 1 - n_cont : len(seq) - 1]
+                    results[i] = (float(-span.sum()), n_cont)
+        for i, e in enumerate(encoded):
+            out.append(e if isinstance(e, str) else results[i])
+        return out
 
 
 def _group(r: Request) -> tuple[int, float, float]:

@@ -66,6 +66,7 @@ class Generation:
     error: str | None = None
     guarantee: Guarantee = "none"
     seconds: float = field(default=0.0, compare=False)  # from the call's start to this row's end
+    first_token_seconds: float | None = field(default=None, compare=False)
 
 
 # Forced tokens are fed with the next step, which pads every row to the longest feed. On a CPU
@@ -86,6 +87,7 @@ class _Row:
     feed: list[int] = field(default_factory=list)  # for the next forward passes
     prefilled: bool = False  # its prompt is in the KV cache
     bad: str | None = None  # set when the matcher failed while computing a mask
+    first_at: float | None = None  # when its first token came (perf_counter)
 
 
 def generate_batch(
@@ -416,6 +418,7 @@ def _advance(
             return "stop"
         row.ids.append(token)
         row.feed.append(token)
+        row.first_at = row.first_at or time.perf_counter()
         if row.matcher.is_stopped():
             return "stop"
         if fast_forward and len(row.ids) < max_tokens:
@@ -427,6 +430,7 @@ def _advance(
             return "stop"
         row.ids.append(token)
         row.feed.append(token)
+        row.first_at = row.first_at or time.perf_counter()
     return "length" if len(row.ids) >= max_tokens else None
 
 
@@ -442,6 +446,7 @@ def _fast_forward(row: _Row, max_tokens: int) -> Finish | None:
         return "error"
     row.ids.extend(forced)
     row.feed.extend(forced)
+    row.first_at = row.first_at or time.perf_counter()
     return "stop" if row.matcher.is_stopped() else None
 
 
@@ -455,7 +460,10 @@ def _finish(tokenizer: Any, row: _Row, finish: Finish, started: float) -> Genera
         text, finish, error = "", "error", f"decode failed: {e}"
     guarantee: Guarantee = "token" if row.matcher is not None else "none"
     seconds = time.perf_counter() - started
-    return Generation(text, len(row.ids), finish, error and shorten(error), guarantee, seconds)
+    first = row.first_at - started if row.first_at is not None else None
+    return Generation(
+        text, len(row.ids), finish, error and shorten(error), guarantee, seconds, first
+    )
 
 
 def _device_of(model: Any) -> torch.device:

@@ -1,0 +1,131 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 for tests of quality paths (judges, test-set
+generation, drift): it answers `POST /v1/chat/completions` with JSON that satisfies the
+request's `response_format` schema, built from the text it is sent, so a test can tell what the
+"model" saw. Deterministic, threaded, stopped by the test.
+
+    with ScriptedOpenAI() as server:
+        ...  # a model spec with base_url: server.url
+        assert server.calls
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def instance(schema: Any, text: str, path: str = "") -> Any:
+    """A value valid for the (simple) `schema`, derived from `text`: strings quote a piece of
+    it, integers and enums pick by its hash, so different prompts get different answers."""
+    if not isinstance(schema, dict):
+        return None
+    h = int(hashlib.sha256((text + path).encode()).hexdigest(), 16)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][h % len(schema["enum"])]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return instance(schema[key][0], text, path)
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = t[0]
+    if t == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        keys = list(props)
+        return {k: instance(props[k], text, f"{path}/{k}") for k in keys}
+    if t == "array":
+        n = max(schema.get("minItems", 1), 1)
+        return [instance(schema.get("items", {}), text, f"{path}/{i}") for i in range(n)]
+    if t == "integer":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 100)
+        return lo + h % (hi - lo + 1)
+    if t == "number":
+        return float(schema.get("minimum", 0))
+    if t == "boolean":
+        return bool(h % 2)
+    if t == "string":
+        words = text.split()
+        start = h % max(len(words), 1)
+        value = " ".join(words[start : start + 6]) or "ok"
+        lo, hi = schema.get("minLength", 0), schema.get("maxLength", 10_000)
+        value = value[:hi]
+        return value + "x" * max(0, lo - len(value))
+    return None
+
+
+class ScriptedOpenAI:
+    """The server. `answer(body)` may return the message content (str, or a value that is sent
+    as JSON) to override the schema-built answer; `fingerprint` and `model_id` are what it
+    reports (a drift test changes them)."""
+
+    def __init__(self, answer: Callable[[dict], Any] | None = None):
+        self.answer = answer
+        self.calls: list[dict[str, Any]] = []
+        self.fingerprint = "fp-1"
+        self.model_id = "scripted-1"
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status, reply = outer._reply(body)
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.calls.append(body)
+        text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        content: Any = None
+        if self.answer is not None:
+            content = self.answer(body)
+        if content is None:
+            fmt = body.get("response_format") or {}
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            content = instance(schema, text) if schema else text[-200:]
+        if not isinstance(content, str):
+            content = json.dumps(content)
+        return 200, {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion",
+            "model": self.model_id,
+            "system_fingerprint": self.fingerprint,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": len(text.split()), "completion_tokens": 8},
+        }
+
+    def __enter__(self) -> ScriptedOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
