@@ -146,16 +146,26 @@ def apply_plan(
         )
         emit(o.status, job.id, o)
 
+    from llmspec.runner.interrupts import graceful_interrupts
+
+    failed = False
     try:
         if jobs:
-            runner.run(graph, jobs, output_of, on_start, on_outcome)
+            with graceful_interrupts():
+                runner.run(graph, jobs, output_of, on_start, on_outcome)
     except KeyboardInterrupt:
         report.interrupted = True
         log.write({"event": "interrupted"})
+    except BaseException:
+        failed = True  # refused (say, an unreachable cluster) or broken: re-raised below
+        raise
     finally:
-        report.lock = update_lock(old_lock, graph, store, results, only)
-        if graph.limit is None:
-            report.lock_written = write_lock(root, report.lock)
+        if (report.interrupted or failed) and not results and not report.failed:
+            report.lock = old_lock  # nothing finished: the lock says what it said before
+        else:
+            report.lock = update_lock(old_lock, graph, store, results, only)
+            if graph.limit is None:
+                report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
 
@@ -174,6 +184,7 @@ def update_lock(
 
     `results` (job id -> (output digest, output)) are the outputs of this apply; the store is
     read only for jobs finished earlier that the old lock does not record."""
+    from llmspec.hashing import digest as digest_of
     from llmspec.jobs import kind as record
 
     results = dict(results or {})
@@ -182,7 +193,9 @@ def update_lock(
     for job in graph.jobs.values():
         rec = record(job.kind)
         prev = old.jobs.get(job.id) if old else None
-        entry = None
+        section = rec.lock_section if rec.lock_name and rec.lock_entry else None
+        name = rec.lock_name(job) if section else None
+        old_value = old.section(section).get(name) if section and old is not None else None
         output: Any = None
         if job.id in results:
             digest, output = results[job.id]
@@ -193,31 +206,30 @@ def update_lock(
         else:
             s = store.get(job.key)
             digest, output = (s.digest, s.output) if s is not None else (None, None)
-        if digest is not None:
-            entry = LockedJob(kind=job.kind, key=job.key, inputs=job.lock_inputs(), output=digest)
-        elif prev is not None:
-            jobs[job.id] = prev  # not run: its old entry stays, with its old results
-            if rec.lock_section and rec.lock_name and old is not None:
-                name = rec.lock_name(job)
-                if name in old.section(rec.lock_section):
-                    sections.setdefault(rec.lock_section, {})[name] = old.section(rec.lock_section)[
-                        name
-                    ]
+        if digest is None:
+            if prev is not None:  # not run: its old entry stays, with its old results
+                jobs[job.id] = prev
+                if section and old_value is not None:
+                    sections.setdefault(section, {})[name] = old_value
             continue
-        else:
-            continue
-        jobs[job.id] = entry
-        if rec.lock_section and rec.lock_name and rec.lock_entry:
-            name = rec.lock_name(job)
-            if output is None and old is not None and prev is not None and prev.key == job.key:
-                value = old.section(rec.lock_section).get(name)
-                if value is None:
-                    s = store.get(job.key)
-                    value = rec.lock_entry(job, s.output) if s is not None else None
+        value = None
+        if section:
+            if output is not None:
+                value = rec.lock_entry(job, output)
+            elif old_value is not None:
+                value = old_value
             else:
-                value = rec.lock_entry(job, output) if output is not None else None
+                s = store.get(job.key)
+                value = rec.lock_entry(job, s.output) if s is not None else None
             if value is not None:
-                sections.setdefault(rec.lock_section, {})[name] = value
+                sections.setdefault(section, {})[name] = value
+        jobs[job.id] = LockedJob(
+            kind=job.kind,
+            key=job.key,
+            inputs=job.lock_inputs(),
+            output=digest,
+            entry=digest_of(value) if value is not None else None,
+        )
     facts = _facts(old, graph, jobs)
     facts["models"] = _with_observed(facts["models"], graph, store, jobs, old)
     return Lock(

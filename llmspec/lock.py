@@ -48,6 +48,9 @@ class LockedJob(_Frozen):
         description="each input of the job: a short scalar as itself, anything else by digest"
     )
     output: str = Field(description="digest of the job's output")
+    entry: str | None = Field(
+        None, description="digest of what the job recorded in its kind's result section"
+    )
 
 
 class Lock(_Frozen):

@@ -58,7 +58,8 @@ def plan_for(graph: Any, store: Any, stored: set[str] | None = None) -> Any:
 @click.option(
     "--locked",
     is_flag=True,
-    help="Fail (exit 1) when llmspec.lock is out of date with the spec (for CI).",
+    help="Fail (exit 1) when llmspec.lock is out of date with the spec, or inconsistent "
+    "(edited by hand), for CI.",
 )
 @handle_errors
 def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool) -> None:
@@ -73,7 +74,7 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
       llmspec plan specs/
       llmspec plan specs/ --format markdown > plan.md
       llmspec plan specs/ --out plan.json && llmspec apply specs/ --plan plan.json
-      llmspec plan specs/ --locked            # in CI: is the lock current?
+      llmspec plan specs/ --locked            # in CI: is the lock current, and whole?
     """
     from llmspec.fsutil import write_atomic
     from llmspec.lock import LOCK_NAME
@@ -91,6 +92,15 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     else:
         click.echo(render_text(the_plan), nl=False)
     stale = [c for c in the_plan.changes if c.action not in ("restore", "read")]
+    if locked:
+        from llmspec.lock import read_lock
+        from llmspec.verify import verify_lock
+
+        lock = read_lock(graph.root)
+        problems = verify_lock(lock, str(graph.root / LOCK_NAME), graph, store) if lock else []
+        if problems:
+            click.echo(render(problems, allowed_root=graph.root), err=True)
+            sys.exit(EXIT_ERROR)
     if locked and (stale or the_plan.lock_changes):
         n = len(stale) + len(the_plan.lock_changes)
         diag = Diagnostic(
@@ -189,7 +199,7 @@ def apply(
             check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
         if not quiet:
             click.echo(render_text(the_plan), nl=False)
-        runner = _runner(runner_name, root)
+        runner = _runner(runner_name, root, quiet)
         try:
             with Progress(graph, the_plan, quiet) as progress:
                 report = apply_plan(the_plan, graph, store, runner, progress, stored, targets)
@@ -261,11 +271,13 @@ def _read_saved(plan_file: str, cls: Any) -> Any:
         ) from None
 
 
-def _runner(name: str, root: Any) -> Any:
+def _runner(name: str, root: Any, quiet: bool = True) -> Any:
     from llmspec.runner import make_runner
-    from llmspec.runner.profile import load_profile
+    from llmspec.runner.profile import describe, load_profile
 
     profile = load_profile(name, root)
+    if not quiet:
+        click.echo(describe(profile, name))
     return make_runner(profile.runner, profile=profile, where=f"--runner {name}")
 
 

@@ -180,6 +180,9 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         )
     contexts = None if retrieved is None else [[c["text"] for c in cs] for cs in retrieved]
     requests, slots = render_requests(ins, rows, contexts, start, ins["repeats"])
+    if slots and not requests:  # every row failed to render: the job failed, not its rows
+        first = next(err for _, _, err in slots if err)
+        raise JobError(f"every row of this shard failed to render ({len(slots)}); first: {first}")
     provider = ctx.provider(ins["model"] | job.local["model"])
     t0 = time.perf_counter()
     generated = provider.generate(requests) if requests else []

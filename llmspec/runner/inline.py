@@ -23,8 +23,13 @@ class InlineRunner:
         on_start: OnStart,
         on_outcome: OnOutcome,
     ) -> None:
+        from llmspec.runner.interrupts import current
+
+        stop = current()
         finished: dict[str, Outcome] = {}
         for job in jobs:
+            if stop.requested:  # first Ctrl-C: what ran is stored, nothing new starts
+                raise KeyboardInterrupt
             early = blocked_by(job, finished)
             if early is not None:
                 finished[job.id] = early

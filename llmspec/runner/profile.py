@@ -54,10 +54,21 @@ class RunnerProfile(BaseModel):
 
 def load_profile(name: str, root: Path) -> RunnerProfile:
     """`--runner NAME`: a file `runners/NAME.yaml` (project folder first, then the current
-    one), or the built-in `local` (embedded Ray) and `inline` (this process, no Ray)."""
+    one), or the built-in `local` (embedded Ray) and `inline` (this process, no Ray).
+
+    A profile file may not take a built-in name: `runners/local.yaml` in a pull request would
+    otherwise send every default apply (and its data) wherever the file says."""
     for base in (root, Path.cwd()):
         path = base / "runners" / f"{name}.yaml"
         if path.is_file():
+            if name in BUILTIN:
+                raise LlmspecError.one(
+                    "E074",
+                    f"runner profile {path} would replace the built-in runner `{name}`",
+                    Loc(str(path)),
+                    "give the profile another name (runners/laptop.yaml) and pass "
+                    "`--runner laptop`",
+                )
             return _read(path)
     if name == "local":
         address = os.environ.get("RAY_ADDRESS")
@@ -157,6 +168,19 @@ def check_reachable(address: str, where: str, timeout: float = 3.0) -> None:
             Loc(where),
             "is the cluster running? check RAY_ADDRESS or the profile's `address`",
         ) from None
+
+
+def describe(profile: RunnerProfile, name: str) -> str:
+    """What a runner will do, for apply to say before it starts.
+
+    >>> describe(RunnerProfile(), "local")
+    'runner `local`: an embedded Ray on 127.0.0.1'
+    """
+    if profile.runner == "inline":
+        return f"runner `{name}`: this process, no Ray"
+    if profile.embedded:
+        return f"runner `{name}`: an embedded Ray on 127.0.0.1"
+    return f"runner `{name}`: the Ray cluster at {profile.address}"
 
 
 def check_address(profile: RunnerProfile, where: str) -> None:

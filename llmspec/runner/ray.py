@@ -75,6 +75,59 @@ def _loopback_only() -> None:
         pass
 
 
+PIDS_FILE = "ray-processes.json"
+
+
+def _record_processes(state: Any) -> None:
+    """Note the embedded Ray's processes, so that the next apply can stop them if this one is
+    killed before it can (Ray's agents outlive a killed driver by a minute or more)."""
+    import json
+
+    try:
+        import ray
+
+        node = ray._private.worker._global_node
+        pids = [p.process.pid for procs in node.all_processes.values() for p in procs]
+        session = node.get_session_dir_path()
+    except Exception:  # noqa: BLE001 - Ray's internals moved: nothing to record
+        return
+    state.mkdir(parents=True, exist_ok=True)
+    record = {"driver": os.getpid(), "pids": pids, "session": session}
+    (state / PIDS_FILE).write_text(json.dumps(record))
+
+
+def reap_processes(state: Any) -> list[int]:
+    """Stop what a killed apply's embedded Ray left running (its driver is gone); the pids it
+    stopped."""
+    import json
+
+    path = state / PIDS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    import psutil
+
+    if psutil.pid_exists(int(data.get("driver", 0))):
+        return []  # that apply is still running (the run lock keeps it alone)
+    session = str(data.get("session") or "")
+    recorded = {int(p) for p in data.get("pids", [])}
+    stopped = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            # its processes and the agents they started: all name the session's folder
+            if proc.pid in recorded or (session and session in cmdline):
+                if "ray" not in cmdline.lower():
+                    continue  # a recorded pid reused by something else
+                proc.kill()
+                stopped.append(proc.pid)
+        except (psutil.Error, ValueError):
+            continue
+    path.unlink(missing_ok=True)
+    return stopped
+
+
 class RayRunner:
     name = "ray"
 
@@ -141,6 +194,9 @@ class RayRunner:
         if self.started and ray.is_initialized():
             ray.shutdown()
             self.started = False
+            state = getattr(self, "_state", None)
+            if state is not None:
+                (state / PIDS_FILE).unlink(missing_ok=True)
 
     # -- pools -------------------------------------------------------------------------------
 
@@ -214,7 +270,13 @@ class RayRunner:
             return
         if all(j.pool == DRIVER for j in jobs):  # nothing for a worker: no need for Ray
             return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome)
+        state = graph.root / ".llmspec" / "tmp"
+        if self.profile.embedded:
+            reap_processes(state)
         self.start()
+        if self.profile.embedded and self.started:
+            _record_processes(state)
+            self._state = state
         shapes = self._plan_pools(jobs)
         idle = {name: collections.deque(self._pool(name, shapes[name])) for name in shapes}
         to_run = {j.id: j for j in jobs}
@@ -258,7 +320,13 @@ class RayRunner:
                 ready[job.pool].append(job)
             waiting[:] = still
 
+        from llmspec.runner.interrupts import current
+
+        stop = current()
+
         def submit() -> None:
+            if stop.requested:  # first Ctrl-C: let what runs finish, start nothing new
+                return
             for name, queue in ready.items():
                 if name == DRIVER:
                     continue
@@ -279,8 +347,8 @@ class RayRunner:
         try:
             promote()
             submit()
-            while in_flight or ready[DRIVER]:
-                if ready[DRIVER]:  # cheap work, in this process, while workers run
+            while in_flight or (ready[DRIVER] and not stop.requested):
+                if ready[DRIVER] and not stop.requested:  # cheap work, here, while workers run
                     job = ready[DRIVER].popleft()
                     on_start(job.id)
                     finish(job, execute(job, Deps(job.deps, output_of), self.driver_ctx))
@@ -308,6 +376,8 @@ class RayRunner:
                         error=f"worker crashed {crashes[job.id]} times: {type(e).__name__}",
                     )
                 finish(job, outcome)
+            if stop.requested:
+                raise KeyboardInterrupt  # what was running has finished and is stored
             for job in waiting:  # unreachable: a dependency never finished
                 o = Outcome(job.id, "skipped", error="a dependency did not finish")
                 on_outcome(o)

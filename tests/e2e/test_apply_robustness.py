@@ -626,3 +626,89 @@ def test_plan_locked_fails_until_applied(tmp_path: Path) -> None:
     shutil.rmtree(root / ".llmspec" / "store")
     r = invoke("plan", str(root), "--locked")
     assert r.exit_code == 0, r.output
+
+
+# -- 7. what an apply that ran nothing leaves, and a first Ctrl-C ---------------------------
+
+
+def test_a_shard_whose_every_row_fails_to_render_is_a_failed_job(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path / "p", rows=2, shard_rows=2, template="{{ question.__class__.__name__ }}"
+    )
+    r = invoke("validate", str(root))
+    assert r.exit_code == 1 and "error[E043]" in r.stderr  # caught at validate already
+    # past validate (a row value the sandbox refuses at render time): the job fails, loudly
+    root = write_project(tmp_path / "q", rows=2, shard_rows=2, template="{{ question | attr(x) }}")
+    rows = [{"question": "q", "expected": "e", "x": "__class__"}] * 2
+    (root / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = invoke("apply", str(root))
+    assert r.exit_code == 1, r.output
+    assert "every row of this shard failed to render (2)" in r.stderr
+
+
+def test_an_apply_refused_before_anything_ran_leaves_the_lock_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    root = write_project(tmp_path / "p", rows=2, shard_rows=2)
+    assert invoke("apply", str(root)).exit_code == 0
+    before = lock_bytes(root)
+    spec = (
+        (root / "llmspec.yaml")
+        .read_text()
+        .replace("{provider: echo}", "{provider: echo, params: {seed: 8}}")
+    )
+    (root / "llmspec.yaml").write_text(spec)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    r = CliRunner().invoke(main, ["apply", str(root), "--runner", "local"])
+    assert r.exit_code == 1 and "error[E073]" in r.stderr, r.output
+    assert lock_bytes(root) == before  # no fact of a run that did not happen
+
+
+SLOW_HOOK = """
+import sys, time
+from llmspec.providers.echo import EchoProvider
+_generate = EchoProvider.generate
+def slow(self, requests):
+    time.sleep(1.0)
+    return _generate(self, requests)
+EchoProvider.generate = slow
+from llmspec.cli import main
+sys.argv = ["llmspec", "apply", "."]
+main()
+"""
+
+
+def test_a_first_ctrl_c_lets_the_running_job_finish(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", rows=6, shard_rows=1)
+    logs_before = run_logs(root)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_HOOK],
+        cwd=root,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    started = None
+    while time.monotonic() < deadline and started is None and proc.poll() is None:
+        new = run_logs(root) - logs_before
+        for e in events(new):
+            if e.get("event") == "start":
+                started = e["job"]
+        time.sleep(0.05)
+    assert started, "no job started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "letting the running jobs finish" in err
+    log = events(run_logs(root) - logs_before)
+    assert any(e.get("event") == "done" and e["job"] == started for e in log)  # it finished
+    assert [e["job"] for e in log if e.get("event") == "start"] == [started]  # nothing new
+    lock = parse_lock((root / "llmspec.lock").read_text(encoding="utf-8"), "llmspec.lock")
+    assert started in lock.jobs
