@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,30 @@ def _enc(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json", by_alias=True)
     raise TypeError(f"cannot hash {type(obj).__name__}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds text that is not Unicode (a lone surrogate from a `\\ud800`
+    escape, which JSON allows): such a value cannot be digested or written as UTF-8.
+
+    >>> has_lone_surrogate({"a": ["ok", chr(0xD800)]}), has_lone_surrogate({"a": "é"})
+    (True, False)
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
 
 
 def digest(obj: Any) -> str:

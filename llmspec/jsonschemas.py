@@ -54,13 +54,20 @@ def ref_problem(ref: str, base: Path, root: Path) -> str | None:
         return None
     if "://" in ref or ref.startswith(("file:", "urn:", "//")):
         return f"`$ref` to `{ref}` would leave the project: only `#...` and relative files"
-    target = (base / ref.split("#", 1)[0]).resolve()
+    if any(ord(ch) < 32 for ch in ref):
+        return f"`$ref` to `{ref!r}` holds a control character"
     try:
+        target = (base / ref.split("#", 1)[0]).resolve()
         target.relative_to(root.resolve())
     except ValueError:
         return f"`$ref` to `{ref}` points outside the project folder"
-    if not target.is_file():
-        return f"`$ref` to `{ref}`: no such file"
+    except OSError as e:
+        return f"`$ref` to `{ref[:80]}`: {e.strerror}"
+    try:
+        if not target.is_file():
+            return f"`$ref` to `{ref}`: no such file"
+    except OSError as e:
+        return f"`$ref` to `{ref[:80]}`: {e.strerror}"
     return None
 
 

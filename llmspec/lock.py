@@ -30,6 +30,7 @@ from pydantic import (
 
 from llmspec.errors import LlmspecError, Loc
 from llmspec.fsutil import write_atomic
+from llmspec.hashing import has_lone_surrogate
 
 LOCK_VERSION = 2
 LOCK_NAME = "llmspec.lock"
@@ -51,6 +52,13 @@ class LockedJob(_Frozen):
     entry: str | None = Field(
         None, description="digest of what the job recorded in its kind's result section"
     )
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_entry(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("entry") is None:
+            data.pop("entry", None)
+        return data
 
 
 class Lock(_Frozen):
@@ -118,6 +126,13 @@ def parse_lock(text: str | bytes, where: str) -> Lock:
             f"lockfile version {version} is newer than this llmspec reads ({LOCK_VERSION})",
             Loc(where),
             "upgrade llmspec",
+        )
+    if has_lone_surrogate(data):
+        raise LlmspecError.one(
+            "E080",
+            "lockfile holds a lone surrogate (a `\\ud800`-`\\udfff` escape without its pair)",
+            Loc(where),
+            "restore it from version control, or delete it to start a new one",
         )
     if version == 1 and isinstance(data, dict):
         data = _from_v1(data)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from llmspec.errors import LlmspecError
+from llmspec.hashing import has_lone_surrogate
 from llmspec.load import KeyPath
 
 
@@ -45,6 +46,15 @@ def _load(c: Any, name: str, raw: dict[str, Any]) -> Any:
             return {}
         if not isinstance(raw, dict):
             c.error("E033", f"schema file `{rel}` must hold a JSON object", base + ("file",))
+            return {}
+        if has_lone_surrogate(raw):
+            c.error(
+                "E033",
+                f"schema file `{rel}` holds a lone surrogate (a `\\ud800`-`\\udfff` escape "
+                "without its pair), which is not Unicode text",
+                base + ("file",),
+                "write the character itself, or both halves of its surrogate pair",
+            )
             return {}
         schema_dir = target.parent
         in_file = True
