@@ -57,3 +57,6 @@ def example_project(tmp_path: Path, tiny_model_dir: Path) -> Path:
     (dest / "models").mkdir()
     shutil.copytree(tiny_model_dir, dest / "models" / "tiny")
     return dest
+
+
+from tests.browser import browser  # noqa: E402,F401  (the headless Chromium fixture)
