@@ -59,4 +59,31 @@ def example_project(tmp_path: Path, tiny_model_dir: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def applied_example(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The example project applied once (inline), its store, lock and run history in place.
+    Shared by the session: copy it (`copy_project`) before changing anything."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from llmspec.cli import main
+
+    dest = tmp_path_factory.mktemp("applied") / "specs"
+    shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns("models", ".llmspec"))
+    shutil.copytree(tiny_model_dir, dest / "models" / "tiny")
+    (dest / "llmspec.lock").unlink(missing_ok=True)
+    r = CliRunner().invoke(main, ["apply", str(dest), "--runner", "inline", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return dest
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A copy of a project folder with its .llmspec/ state (store, trees, history)."""
+    import shutil
+
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
 from tests.browser import browser  # noqa: E402,F401  (the headless Chromium fixture)

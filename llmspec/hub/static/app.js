@@ -384,7 +384,7 @@ async function rowsExplorer(run, suites, params, route, fixed) {
     onclick: () => showRow(r, run, suite), onkeydown: (ev) => { if (ev.key === "Enter") showRow(r, run, suite); } },
     h("td", { class: "num", text: `${r.row ?? "?"}${r.repeat ? "." + r.repeat : ""}` }),
     h("td", { text: r.variant }),
-    h("td", { text: inputText(r.input) }),
+    h("td", { class: "in", text: inputText(r.input) }),
     fixed ? h("td", { class: "out", text: clip(r.base_row ? r.base_row.output : "(new row)") }) : null,
     h("td", { class: "out", text: clip(r.output !== null && r.output !== undefined ? r.output : r.error) }),
     metricNames.map((m) => {
