@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import hashlib
 import json
 import os
 import socket
@@ -31,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from llmspec.errors import LlmspecError, Loc
-from llmspec.hashing import canonical, digest
 
 HISTORY_NAME = "history.sqlite"
 SCHEMA_VERSION = 1
@@ -409,11 +410,23 @@ def lock_digest_of(text: str | None) -> str | None:
 def split_results(results: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
     """The results document without its rows, and the rows as (suite, row) pairs; every other
     field stays in the document as it is, whatever the results version."""
-    doc = json.loads(json.dumps(results))
+    doc = dict(results)
+    doc["suites"] = []
     rows: list[tuple[str, dict]] = []
-    for suite in doc.get("suites") or []:
-        rows += [(suite.get("name", "?"), r) for r in suite.pop("rows", None) or []]
+    for suite in results.get("suites") or []:
+        doc["suites"].append({k: v for k, v in suite.items() if k != "rows"})
+        rows += [(suite.get("name", "?"), r) for r in suite.get("rows") or []]
     return doc, rows
+
+
+# the same text for the same value (sorted keys); results are JSON already, so no fallbacks
+_canonical = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False)  # fmt: skip
+
+
+def row_digest(text: str) -> str:
+    """128 bits of sha256: enough to tell rows apart within one history, half the bytes."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def insert_rows(conn: sqlite3.Connection, run_id: int | None, rows: list[tuple[str, dict]]) -> None:
@@ -429,8 +442,8 @@ def insert_rows(conn: sqlite3.Connection, run_id: int | None, rows: list[tuple[s
     for suite, row in rows:
         content = {k: v for k, v in row.items() if k not in VARYING}
         varying = {k: row[k] for k in VARYING if k in row}
-        text = canonical(content)
-        d = digest(content)
+        text = _canonical(content)
+        d = row_digest(text)
         contents[d] = text
         i = idx[suite] = idx.get(suite, -1) + 1
         failed = bool(row.get("error")) or row.get("valid") is False or bool(row.get("violation"))
@@ -444,8 +457,8 @@ def insert_rows(conn: sqlite3.Connection, run_id: int | None, rows: list[tuple[s
                 row.get("repeat"),
                 int(failed),
                 d,
-                digest(stable(row.get("metrics") or {})),
-                json.dumps(varying),
+                row_digest(_canonical(stable(row.get("metrics") or {}))),
+                _canonical(varying),
             )
         )
     conn.executemany(

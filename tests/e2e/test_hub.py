@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from llmspec.cli import main
-from llmspec.hub import server
 from tests.browser import open_page, wait_ready
 from tests.conftest import REPO, copy_project
 from tests.unit.test_hub_server import get
@@ -41,9 +43,21 @@ def two_runs(applied_example: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def hub_url(two_runs: Path):
-    running = server.start(two_runs)
-    yield running.url
-    running.stop()
+    """`llmspec view` on the project, as a user starts it; stopped with Ctrl-C."""
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "llmspec", "view", str(two_runs), "--port", "0", "--no-browser"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("llmspec hub: http://127.0.0.1:"), line + proc.stderr.read()
+        yield line.split()[2]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def test_each_apply_is_a_run_in_the_history(two_runs: Path) -> None:
@@ -161,3 +175,12 @@ def test_the_docs_show_the_hub() -> None:
     for shot in (SCREENSHOT, ROW_SCREENSHOT):
         assert shot.is_file(), "LLMSPEC_UPDATE_SCREENSHOTS=1 scripts/test tests/e2e/test_hub.py"
         assert f"images/{shot.name}" in page
+
+
+def test_the_hub_bench_runs() -> None:
+    """bench/hub.py at its smoke size: recording, the API and (with chromium) the page."""
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "hub.py"), "--smoke"], env=env,
+                         capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "whole results / rows page 1" in out.stdout and "page errors" not in out.stdout
