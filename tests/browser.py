@@ -2,7 +2,7 @@
 
 Debian's `chromium` package, driven by Playwright's Python client pointed at that binary: no
 browser is downloaded (`playwright install` is never run). The `browser` fixture (one browser
-per test session) skips with the reason when chromium is absent on a developer's machine; under
+per test module) skips with the reason when chromium is absent on a developer's machine; under
 CI (`CI` set) it fails instead, because `.ci/run` installs chromium and the tests must run.
 
     def test_page(browser):
@@ -46,9 +46,11 @@ def _missing(why: str) -> None:
     pytest.skip(f"{why} (apt-get install chromium; pip install playwright)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Playwright `Browser`), shared by the session's tests."""
+    """A headless Chromium (Playwright `Browser`), shared by a module's tests. Not by the
+    session: while Playwright's sync API is open, its event loop counts as running in this
+    thread, and `asyncio.run` in any other test would fail."""
     path = chromium_path()
     if path is None:
         _missing("Debian's chromium is not installed")

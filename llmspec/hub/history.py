@@ -71,7 +71,7 @@ MIGRATIONS: tuple[str, ...] = (
         error TEXT,
         PRIMARY KEY (run_id, job)
     );
-    CREATE TABLE contents (digest TEXT PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE contents (digest BLOB PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE rows (
         run_id INTEGER NOT NULL REFERENCES runs(id),
         suite TEXT NOT NULL,
@@ -80,11 +80,11 @@ MIGRATIONS: tuple[str, ...] = (
         row_no INTEGER,
         rep INTEGER,
         failed INTEGER NOT NULL,
-        content TEXT NOT NULL REFERENCES contents(digest),
-        scores TEXT NOT NULL,
+        content BLOB NOT NULL REFERENCES contents(digest),
+        scores BLOB NOT NULL,
         varying TEXT NOT NULL,
         PRIMARY KEY (run_id, suite, idx)
-    );
+    ) WITHOUT ROWID;
     CREATE INDEX rows_by_key ON rows (run_id, suite, variant, row_no, rep);
     """,
 )
@@ -424,9 +424,9 @@ _canonical = functools.partial(json.dumps, sort_keys=True, separators=(",", ":")
                                ensure_ascii=False)  # fmt: skip
 
 
-def row_digest(text: str) -> str:
-    """128 bits of sha256: enough to tell rows apart within one history, half the bytes."""
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def row_digest(text: str) -> bytes:
+    """128 bits of sha256: enough to tell rows apart within one history, in 16 bytes."""
+    return hashlib.sha256(text.encode()).digest()[:16]
 
 
 def insert_rows(conn: sqlite3.Connection, run_id: int | None, rows: list[tuple[str, dict]]) -> None:
@@ -436,7 +436,7 @@ def insert_rows(conn: sqlite3.Connection, run_id: int | None, rows: list[tuple[s
         # metrics that vary from run to run with the same output (latency) are not a change
         return {k: v for k, v in metrics.items() if k not in METRICS or METRICS[k].deterministic}
 
-    contents: dict[str, str] = {}
+    contents: dict[bytes, str] = {}
     out = []
     idx: dict[str, int] = {}
     for suite, row in rows:

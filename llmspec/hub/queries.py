@@ -157,9 +157,10 @@ def rows_page(
         base = previous_run(conn, run_id)
     else:
         _row(conn, base, "id")
+    # named: without statistics the planner would search the base run by its primary key
     join = (
-        "LEFT JOIN rows b ON b.run_id = :base AND b.suite = r.suite AND b.variant = r.variant"
-        " AND b.row_no IS r.row_no AND b.rep IS r.rep"
+        "LEFT JOIN rows b INDEXED BY rows_by_key ON b.run_id = :base AND b.suite = r.suite"
+        " AND b.variant = r.variant AND b.row_no IS r.row_no AND b.rep IS r.rep"
     )
     where = ["r.run_id = :run", "r.suite = :suite"]
     if variant:
@@ -173,14 +174,18 @@ def rows_page(
     cond = " AND ".join(where)
     total = conn.execute(f"SELECT count(*) FROM rows r {join} WHERE {cond}", args).fetchone()[0]
     pages = max(1, -(-total // size))
+    window = {"limit": size, "offset": (page - 1) * size, "lo": (page - 1) * size}
+    if len(where) == 2:  # every row of the suite: idx runs 0..n-1, so a page is a key range
+        cond += " AND r.idx >= :lo"
+        window["offset"] = 0
     cur = conn.execute(
         f"SELECT r.idx, r.failed, {changed} AS changed, c.data, r.varying, b.content AS bc,"
         f" b.varying AS bv FROM rows r {join} JOIN contents c ON c.digest = r.content"
         f" WHERE {cond} ORDER BY r.idx LIMIT :limit OFFSET :offset",
-        args | {"limit": size, "offset": (page - 1) * size},
+        args | window,
     )
     rows = []
-    base_contents: list[str] = []
+    base_contents: list[bytes] = []
     for r in cur.fetchall():
         row = json.loads(r["data"]) | json.loads(r["varying"])
         row["_index"] = r["idx"]

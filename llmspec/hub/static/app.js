@@ -51,7 +51,7 @@ async function api(path) {
 
 function num(x, metric) {
   if (x === null || x === undefined) return "–";
-  if (typeof x !== "number") return String(x);
+  if (typeof x !== "number") return typeof x === "object" ? JSON.stringify(x) : String(x);
   if (metric === "latency" || metric === "ttft") return `${x.toFixed(2)}s`;
   if (Math.abs(x) >= 1000) return x.toFixed(0);
   return x.toFixed(3);
