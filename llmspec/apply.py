@@ -36,6 +36,7 @@ class ApplyReport:
     lock_written: bool = False
     interrupted: bool = False
     lock: Lock | None = None  # the lock as written at the end
+    log_path: Path | None = None  # this apply's run log, .llmspec/runs/<time>-<pid>.jsonl
 
     @property
     def ok(self) -> bool:
@@ -108,6 +109,7 @@ def apply_plan(
         if change.cached and change.job_id not in report.reused:
             report.reused.append(change.job_id)  # the store holds it already (a revert)
     log = RunLog(store.root / "runs")
+    report.log_path = log.path
 
     def output_of(job_id: str) -> tuple[Any, dict]:
         s = store.get(graph.jobs[job_id].key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -174,8 +175,9 @@ def apply(
     from llmspec.apply import apply_plan, check_saved_plan
     from llmspec.cli.output import apply_line, failure_diagnostics
     from llmspec.cli.progress import Progress
+    from llmspec.hub.history import recording, spec_snapshot
     from llmspec.lock import lock_digest
-    from llmspec.plan import SavedPlan, render_text
+    from llmspec.plan import SavedPlan, render_text, to_saved
     from llmspec.report.text import render as render_results
     from llmspec.results import collect_results
     from llmspec.store import RunLock
@@ -200,18 +202,26 @@ def apply(
         if not quiet:
             click.echo(render_text(the_plan), nl=False)
         runner = _runner(runner_name, root, quiet)
-        try:
-            with Progress(graph, the_plan, quiet) as progress:
-                report = apply_plan(the_plan, graph, store, runner, progress, stored, targets)
-        finally:
-            runner.close()
-    lock = report.lock
-    failing = sorted(n for n, s in (lock.suites.items() if lock else []) if not s.get("passed"))
-    results = collect_results(graph, store, lock, resolved.spec)
-    if targets is not None:
-        results = results.model_copy(
-            update={"suites": [s for s in results.suites if s.name in only]}
-        )
+        spec_files = spec_snapshot(resolved.sources.files, root)
+        warn = functools.partial(click.echo, err=True)
+        saved = to_saved(the_plan).model_dump()
+        start = {"project": graph.project, "plan": saved, "runner": runner_name}
+        with recording(root, **start, spec_files=spec_files, warn=warn) as run:
+            try:
+                with Progress(graph, the_plan, quiet) as progress:
+                    on_event = run.listen(graph, progress)
+                    report = apply_plan(the_plan, graph, store, runner, on_event, stored, targets)
+            finally:
+                runner.close()
+            lock = report.lock
+            suites = lock.suites.items() if lock else []
+            failing = sorted(n for n, s in suites if not s.get("passed"))
+            results = collect_results(graph, store, lock, resolved.spec)
+            if targets is not None:
+                results = results.model_copy(
+                    update={"suites": [s for s in results.suites if s.name in only]}
+                )
+            run.finish_apply(report, results, failing, root)
     if limit is not None:
         click.echo(
             f"\nSmoke run: the first {limit} rows of each dataset; llmspec.lock is not written."
@@ -314,13 +324,21 @@ def graph(path: str, fmt: str) -> None:
     "html: one self-contained page with charts.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option(
+    "--run",
+    "run_id",
+    type=int,
+    metavar="ID",
+    help="Render run ID of the history (`llmspec runs` lists them) instead of the current one.",
+)
 @handle_errors
-def report(path: str, fmt: str, out: str | None) -> None:
+def report(path: str, fmt: str, out: str | None, run_id: int | None) -> None:
     """Show the results of the project's suites: per variant the rows, errors, metrics and
     gates; per row the input, output, reference and scores (json).
 
     Results come from this machine's .llmspec/ store; where it lacks them (a fresh checkout)
-    the lock's record is shown. Run `llmspec apply` first.
+    the lock's record is shown. Run `llmspec apply` first. `--run ID` renders the results an
+    earlier apply recorded in the run history.
 
     \b
     Examples:
@@ -328,13 +346,20 @@ def report(path: str, fmt: str, out: str | None) -> None:
       llmspec report specs/ --format markdown > results.md
       llmspec report specs/ --format junit --out results.xml
       llmspec report specs/ --format html --out report.html
+      llmspec report specs/ --run 3 --format markdown
     """
-    from llmspec.lock import read_lock
     from llmspec.report import render as render_report
-    from llmspec.results import collect_results
 
-    resolved, g, store = compile_path(path)
-    results = collect_results(g, store, read_lock(g.root), resolved.spec)
+    if run_id is not None:
+        from llmspec.cli.hub_cmds import recorded_results
+
+        results = recorded_results(path, run_id)
+    else:
+        from llmspec.lock import read_lock
+        from llmspec.results import collect_results
+
+        resolved, g, store = compile_path(path)
+        results = collect_results(g, store, read_lock(g.root), resolved.spec)
     text = render_report(results, fmt)
     if out:
         from llmspec.fsutil import write_atomic
