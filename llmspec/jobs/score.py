@@ -44,7 +44,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     fns = {m["name"]: load_metric(m["name"]) for m in specs}
     values: dict[str, list[float | None]] = {name: [] for name in fns}
     per_row: list[dict[str, Any]] = []
-    n = errors = truncated = 0
+    n = errors = truncated = closed_early = 0
     causes: dict[str, int] = {}
     for role in sorted(deps, key=lambda r: int(r.split(".")[1])):
         latency = iter(deps.meta[role].get("latency", []))
@@ -64,6 +64,8 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
                 causes[cause] = causes.get(cause, 0) + 1
             elif r["finish"] == "length":
                 truncated += 1
+            elif r["finish"] == "budget":
+                closed_early += 1
         n += len(rows)
     stats = {name: summarize_values(vs) for name, vs in values.items()}
     keep = {name for name in fns if METRICS[name].deterministic}
@@ -73,6 +75,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "rows": n,
         "errors": errors,
         "truncated": truncated,
+        "closed_early": closed_early,
         "causes": dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))),
         "per_row": per_row,
     }

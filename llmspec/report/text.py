@@ -20,11 +20,11 @@ def suite_lines(s: Any) -> list[str]:
     head = f"Suite {s.name}: {s.status}" + (" (from the lock)" if s.from_lock else "")
     lines = [head + (f" - {s.description}" if s.description else "")]
     if s.variants:
-        header = ["variant", "rows", "errors", "truncated", *s.metrics]
+        header = ["variant", "rows", "errors", "truncated", "closed early", *s.metrics]
         rows = []
         for v in s.variants:
             rows.append(
-                [v.name, str(v.rows), str(v.errors), str(v.truncated)]
+                [v.name, str(v.rows), str(v.errors), str(v.truncated), str(v.closed_early)]
                 + [number(v.metrics[m].mean if m in v.metrics else None, m) for m in s.metrics]
             )
         lines += table(header, rows)
