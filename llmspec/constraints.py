@@ -181,6 +181,26 @@ class Constraint:
         )
         return schema, left
 
+    def problem_path(self, problem: str) -> tuple[tuple, str]:
+        """Where in the (2020-12) schema the engine's refusal `problem` comes from (the
+        deepest subschema that fails the same way, () for the root) and the refusal of that
+        subschema on its own, which names what is wrong there."""
+        from llguidance import LLMatcher
+
+        from llmspec.jsonschemas import to_2020
+        from llmspec.relax import locate_failure, subschema_problem
+
+        options = dict(self.options or {})
+
+        def build(s: Any) -> str:
+            return LLMatcher.grammar_from_json_schema(
+                json.dumps(s), defaults=dict(_JSON_DEFAULTS), overrides=options or None
+            )
+
+        schema = drop_annotation_formats(to_2020(self.value))
+        path = locate_failure(schema, build, problem)
+        return path, (subschema_problem(schema, path, build) if path else None) or problem
+
     def enforceable(self) -> str | None:
         """None when llguidance can enforce this constraint token by token, else a one-line
         reason such as ``Unimplemented keys: ["not"]``. Needs no tokenizer. A `best_effort`
@@ -189,7 +209,14 @@ class Constraint:
             grammar = self.grammar()
         except ValueError as e:
             return str(e)
-        return grammar_problem(grammar)
+        problem = grammar_problem(grammar)
+        if problem and self.kind == "json_schema":
+            from llmspec.jsonschemas import LATEST, draft_of
+
+            draft = draft_of(self.value) if isinstance(self.value, dict) else LATEST
+            if draft != LATEST:
+                problem += f" (its {draft} keywords read as their 2020-12 equivalents)"
+        return problem
 
 
 def grammar_problem(grammar: str) -> str | None:

@@ -218,6 +218,15 @@ def check_schema(schema: Any) -> list[tuple[tuple, str]]:
             message = f"`{err.instance}` is not a JSON Schema type" + (f" ({hint})" if hint else "")
         if draft != LATEST:
             message += f" (under {draft}, the draft its `$schema` names)"
+        elif (
+            path
+            and path[-1] in ("exclusiveMinimum", "exclusiveMaximum")
+            and isinstance(err.instance, bool)
+        ):
+            message += (
+                " (a boolean here is draft-04: declare "
+                '`"$schema": "http://json-schema.org/draft-04/schema#"` to check it as one)'
+            )
         out.append((path, message))
     return out
 

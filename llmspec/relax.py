@@ -79,9 +79,21 @@ def locate_failure(schema: Any, build: Callable[[Any], str], message: str) -> tu
     return path
 
 
+def subschema_problem(schema: Any, path: tuple, build: Callable[[Any], str]) -> str | None:
+    """The grammar error of the subschema at `path` compiled on its own (one line)."""
+    from llmspec.constraints import shorten
+
+    err = _problem(build, _standalone(schema, _get(schema, path)))[0]
+    return shorten(err) if err else None
+
+
 def _kind(message: str) -> str:
-    lines = message.strip().splitlines()
-    return (lines[0] if lines else message).split(":")[0]
+    """What kind of refusal a message is: its one-line form up to the first colon (regex
+    errors say what is wrong first, their pattern after)."""
+    from llmspec.constraints import shorten
+
+    one = shorten(message)
+    return one.split(":")[0].split(" (pattern")[0]
 
 
 def _get(schema: Any, path: tuple) -> Any:
