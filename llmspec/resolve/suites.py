@@ -142,7 +142,7 @@ def _check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: 
             else "cut off and recorded as truncated"
         )
         c.warn(
-            "W011",
+            "W012",
             f"max_tokens {budget} of model `{model}` is likely too small for a typical output "
             f"of prompt `{prompt}` ({typical} characters): many outputs would be {fate}",
             where,
