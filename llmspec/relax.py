@@ -103,23 +103,105 @@ def _get(schema: Any, path: tuple) -> Any:
 
 
 def _widen(schema: Any, path: tuple, message: str) -> tuple[Any, str]:
-    """`schema` with the part at `path` widened, and what was widened, in words."""
+    """`schema` with the part at `path` widened, and what was widened, in words: a pattern
+    without its look-arounds (or no pattern), else without the keyword the message names,
+    else the subschema replaced by `{}`."""
     out = copy.deepcopy(schema)
     node = _get(out, path)
     where = pointer(path)
-    if isinstance(node, dict) and "regex" in message.lower():
+    if isinstance(node, dict) and ("regex" in message.lower() or "pattern" in message):
         if isinstance(node.get("pattern"), str) and _bad_regex(node["pattern"]):
+            loose = without_lookaround(node["pattern"])
+            if loose is not None and not _bad_regex(loose):
+                node["pattern"] = loose
+                return out, f"the look-arounds of the pattern at {where}"
             del node["pattern"]
             return out, f"pattern at {where}"
-        if isinstance(node.get("patternProperties"), dict):
+        pp = node.get("patternProperties")
+        if isinstance(pp, dict) and any(_bad_regex(k) for k in pp):
+            loose_keys = {k: (k if not _bad_regex(k) else without_lookaround(k)) for k in pp}
+            if all(v is not None and not _bad_regex(v) for v in loose_keys.values()):
+                node["patternProperties"] = {loose_keys[k]: v for k, v in pp.items()}
+                return out, f"the look-arounds of patternProperties at {where}"
             node.pop("patternProperties")
             node.pop("additionalProperties", None)
             return out, f"patternProperties at {where}"
+    if isinstance(node, dict):
+        named = [k for k in node if k in _ASSERTIONS and re.search(rf"\b{k}\b", message)]
+        if named:
+            for k in named:
+                node.pop(k)
+            return out, f"{', '.join(named)} at {where}"
     if not path:
         return {}, "the whole schema"
     parent = _get(out, path[:-1])
     parent[path[-1]] = {}
     return out, f"the subschema at {where}"
+
+
+# Keywords that only narrow what a schema accepts: dropping one widens it.
+_ASSERTIONS = (
+    "minProperties", "maxProperties", "minItems", "maxItems", "minLength", "maxLength",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "required",
+    "minContains", "maxContains", "uniqueItems", "dependentRequired", "format",
+)  # fmt: skip
+
+
+def without_lookaround(pattern: str) -> str | None:
+    """A pattern with its look-ahead and look-behind groups removed: zero-width conditions,
+    so the pattern without them matches every string it matched, and more. None when the
+    pattern cannot be read (an unbalanced group).
+
+    >>> without_lookaround("^(?=.*[0-9])(?!x)[a-z0-9]{8}$")
+    '^[a-z0-9]{8}$'
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+            out.append(ch)
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+        elif pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            end = _group_end(pattern, i)
+            if end is None:
+                return None
+            i = end + 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _group_end(pattern: str, start: int) -> int | None:
+    """The index of the `)` that closes the group opening at `start`."""
+    depth, i, in_class = 0, start, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
 
 
 def _bad_regex(pattern: str) -> bool:
@@ -148,15 +230,116 @@ def relax(schema: Any, build: Callable[[Any], str]) -> tuple[Any, tuple[str, ...
     """A schema llguidance compiles (with `build`, the lenient options), as close to
     `schema` as the widening allows, and what is left to the check after the fact."""
     left: list[str] = []
+    rewritten, notes = approximate(schema)
+    if notes and (_problem(build, rewritten)[0] is None or _problem(build, schema)[0]):
+        schema, left = rewritten, notes
     for _ in range(MAX_WIDENINGS):
         err, warnings = _problem(build, schema)
         if err is None:
-            notes = [k if "(" in k else f"{k} (checked after the fact)" for k in _left(warnings)]
+            rewritten = {n.split(" at ")[0] for n in left}
+            notes = [k if "(" in k else f"{k} (checked after the fact)"
+                     for k in _left(warnings) if k not in rewritten]  # fmt: skip
             return schema, tuple(dict.fromkeys(notes + left))
         path = locate_failure(schema, build, err)
         if path:
             err = _problem(build, _standalone(schema, _get(schema, path)))[0] or err
         schema, what = _widen(schema, path, err)
-        first = err.strip().splitlines()[0]
-        left.append(f"{what} ({first.removesuffix(':')}; checked after the fact)")
+        from llmspec.constraints import shorten
+
+        left.append(f"{what} ({shorten(err)}; checked after the fact)")
     return {}, tuple(left + ["the whole schema (checked after the fact)"])
+
+
+def approximate(schema: Any) -> tuple[Any, list[str]]:
+    """Keywords lenient compilation would ignore, rewritten into ones the engine enforces,
+    each rewrite admitting every document the original does:
+
+    - `unevaluatedProperties` of an object whose in-place subschemas (`allOf`, `anyOf`,
+      `oneOf`, `if`/`then`/`else`, `dependentSchemas`) declare their properties plainly
+      becomes `additionalProperties` over all the properties they name;
+    - `propertyNames` that only constrains a string (pattern, lengths, enum, const) becomes a
+      `patternProperties` regex with `additionalProperties: false`.
+
+    >>> approximate({"allOf": [{"properties": {"a": {"type": "integer"}}}],
+    ...              "unevaluatedProperties": False})[0]
+    {'allOf': [{'properties': {'a': {'type': 'integer'}}}], 'properties': {'a': {}}, \
+'additionalProperties': False}
+    """
+    from llmspec.jsonschemas import subschemas
+
+    out = copy.deepcopy(schema)
+    notes: list[str] = []
+    for path, node in [(p, n) for p, n in subschemas(out) if isinstance(n, dict)]:
+        if _unevaluated(node):
+            notes.append(f"unevaluatedProperties at {pointer(path)} (as additionalProperties)")
+        if _property_names(node):
+            notes.append(f"propertyNames at {pointer(path)} (as patternProperties)")
+    return out, notes
+
+
+_IN_PLACE = ("allOf", "anyOf", "oneOf")
+_OPAQUE = ("$ref", "$dynamicRef", "patternProperties", "additionalProperties",
+           "unevaluatedProperties")  # fmt: skip
+
+
+def _named_properties(node: Any, names: set[str]) -> bool:
+    """Collect the property names `node` and its in-place subschemas declare; False when one
+    of them evaluates properties some other way (a `$ref`, patterns, additionalProperties)."""
+    if isinstance(node, bool):
+        return True
+    if not isinstance(node, dict) or any(k in node for k in _OPAQUE):
+        return False
+    names |= set(node.get("properties") or {})
+    subs = [b for k in _IN_PLACE for b in (node.get(k) or [])]
+    subs += [node[k] for k in ("if", "then", "else") if k in node]
+    subs += list((node.get("dependentSchemas") or {}).values())
+    return all(_named_properties(b, names) for b in subs)
+
+
+def _unevaluated(node: dict) -> bool:
+    if "unevaluatedProperties" not in node or any(
+        k in node for k in ("additionalProperties", "patternProperties", "$ref")
+    ):
+        return False
+    names: set[str] = set()
+    inner = {k: v for k, v in node.items() if k != "unevaluatedProperties"}
+    if not _named_properties(inner, names):
+        return False
+    props = dict(node.get("properties") or {})
+    node["properties"] = {**{n: {} for n in sorted(names) if n not in props}, **props}
+    node["additionalProperties"] = node.pop("unevaluatedProperties")
+    return True
+
+
+def _property_names(node: dict) -> bool:
+    pn = node.get("propertyNames")
+    if not isinstance(pn, dict) or "patternProperties" in node:
+        return False
+    if not set(pn) <= {"type", "pattern", "minLength", "maxLength", "enum", "const"}:
+        return False
+    extra = node.get("additionalProperties", True)
+    if node.get("properties") and extra not in (True, {}):
+        return False  # the pattern would add `extra` to the named properties too
+    regex = _name_regex(pn)
+    if regex is None:
+        return False
+    node["patternProperties"] = {regex: {} if extra is True else extra}
+    node["additionalProperties"] = False
+    return True
+
+
+def _name_regex(pn: dict) -> str | None:
+    """A regex matching (at least) the names a string-only `propertyNames` allows."""
+    values = pn.get("enum", [pn["const"]] if "const" in pn else None)
+    if values is not None:
+        if not values or not all(isinstance(v, str) for v in values):
+            return None
+        return "^(" + "|".join(re.escape(v) for v in values) + ")$"
+    if isinstance(pn.get("pattern"), str):
+        return pn["pattern"]
+    lo, hi = pn.get("minLength", 0), pn.get("maxLength")
+    if not isinstance(lo, int) or (hi is not None and not isinstance(hi, int)):
+        return None
+    if lo == 0 and hi is None:
+        return None
+    return f"^[\\s\\S]{{{lo},{'' if hi is None else hi}}}$"

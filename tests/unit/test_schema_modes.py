@@ -60,6 +60,22 @@ REFUSED = {
         "ab12",
         "abcd",
     ),
+    "unevaluatedProperties": (
+        {"allOf": [{"properties": {"a": {"type": "integer"}}}], "unevaluatedProperties": False},
+        {"a": 1},
+        {"a": 1, "b": 2},
+    ),
+    "min/maxProperties": (
+        {
+            "type": "object",
+            "properties": {k: {"type": "integer"} for k in "abcd"},
+            "minProperties": 2,
+            "maxProperties": 3,
+            "additionalProperties": False,
+        },
+        {"a": 1, "b": 2},
+        {"a": 1},
+    ),  # fmt: skip
     "metaschema": (
         {"$ref": "https://json-schema.org/draft/2020-12/schema"},
         {"type": "string"},
@@ -302,3 +318,20 @@ def test_best_effort_resamples_a_violating_row_with_derived_seeds() -> None:
     calls.clear()
     out, attempts = resample(Provider(), requests[1:], first[:1], never)
     assert attempts == [3] and len(calls) == 2 and out[0].text == "[1, 1]"
+
+
+@pytest.mark.slow
+def test_best_effort_grammars_admit_the_valid_instances(tiny_model_dir: Path) -> None:
+    # Widening only: every instance the full schema accepts can still be decoded.
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from llmspec.providers.transformers.masks import llg_tokenizer_for, new_matcher
+
+    llg = llg_tokenizer_for(AutoTokenizer.from_pretrained(tiny_model_dir))
+    for name, (schema, good, _) in REFUSED.items():
+        c = Constraint("json_schema", schema, enforce="best_effort")
+        text = json.dumps(good, separators=(", ", ": "))
+        tokens = llg.tokenize_str(text)
+        m = new_matcher(c.grammar(), llg)
+        assert m.validate_tokens([*tokens, llg.eos_token]) == len(tokens) + 1, (name, text)
