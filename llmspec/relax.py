@@ -258,7 +258,8 @@ def approximate(schema: Any) -> tuple[Any, list[str]]:
       `oneOf`, `if`/`then`/`else`, `dependentSchemas`) declare their properties plainly
       becomes `additionalProperties` over all the properties they name;
     - `propertyNames` that only constrains a string (pattern, lengths, enum, const) becomes a
-      `patternProperties` regex with `additionalProperties: false`.
+      `patternProperties` regex with `additionalProperties: false`;
+    - `contains` implies `minItems: minContains` (1 by default), which the engine enforces.
 
     >>> approximate({"allOf": [{"properties": {"a": {"type": "integer"}}}],
     ...              "unevaluatedProperties": False})[0]
@@ -274,7 +275,21 @@ def approximate(schema: Any) -> tuple[Any, list[str]]:
             notes.append(f"unevaluatedProperties at {pointer(path)} (as additionalProperties)")
         if _property_names(node):
             notes.append(f"propertyNames at {pointer(path)} (as patternProperties)")
+        if _contains(node):
+            notes.append(f"contains at {pointer(path)} (its minItems enforced)")
     return out, notes
+
+
+def _contains(node: dict) -> bool:
+    """`contains` needs `minContains` (1 by default) items at least: say so with minItems,
+    which every document the schema accepts satisfies anyway."""
+    if "contains" not in node or node["contains"] is False:
+        return False
+    need = node.get("minContains", 1)
+    if not isinstance(need, int) or need < 1 or node.get("minItems", 0) >= need:
+        return False
+    node["minItems"] = need
+    return True
 
 
 _IN_PLACE = ("allOf", "anyOf", "oneOf")

@@ -157,17 +157,6 @@ class Output(Spec):
                 raise ValueError("`enforce: best_effort` applies to a `schema` output only")
         return self
 
-    def json_options(self) -> dict[str, Any]:
-        """The llguidance JSON compile options this output sets (`Constraint.options`)."""
-        out: dict[str, Any] = {}
-        if self.whitespace_flexible is not None:
-            out["whitespace_flexible"] = self.whitespace_flexible
-        if self.whitespace_pattern is not None:
-            out["whitespace_pattern"] = self.whitespace_pattern
-        if self.separators is not None:
-            out["item_separator"], out["key_separator"] = self.separators
-        return out
-
 
 class Prompt(Spec):
     """A system message and a jinja2 template rendered per dataset row, in a sandbox."""

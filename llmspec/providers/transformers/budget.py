@@ -11,19 +11,21 @@ the length of the first witness (`tokens_to_finish`), every row ends schema-vali
 output was steered, or that ended at the budget with a complete document, are recorded with
 `finish: "budget"`.
 
-Witnesses come from `complete`, a bounded best-first search over matcher copies
-(`LLMatcher.deep_copy`): it steps one byte at a time through the single-byte tokens every
-byte-level vocabulary has, trying at most a few allowed bytes per state in an order that
-favours closing (`"`, `}`, `]`, then short values such as `0`, `n`), and applies the tokens
-the grammar forces (`compute_ff_tokens`) after each step. States with the same token mask
-after the same number of bytes are taken to be the same. The byte path found is then
-re-tokenized (`tokenize_bytes`) when that is shorter and the matcher accepts it. The search
-gives up after `MAX_MASKS` mask computations; a row whose first witness is not found, or does
-not fit, is decoded as with `on_budget: truncate`.
+Witnesses come from `complete`: a `chain` (always the most preferred allowed byte) gives one
+at the cost of a mask per byte, then a bounded best-first search over matcher copies
+(`LLMatcher.deep_copy`) looks for a shorter one. Both step one byte at a time through the
+single-byte tokens every byte-level vocabulary has, try allowed bytes in an order that favours
+closing (`"`, `}`, `]`, `,`, then short values such as `0`, `n`) and apply the tokens the
+grammar forces (`compute_ff_tokens`) after each step; the search tries at most a few bytes per
+state and takes states with the same token mask after as many bytes to be the same. A path
+found is re-tokenized (`tokenize_bytes`) when that is shorter and the matcher accepts it. The
+search gives up after `MAX_MASKS` mask computations; a row whose first witness is not found,
+or does not fit, is decoded as with `on_budget: truncate`.
 
-Most steps need no search: a witness usually still completes the document after the model's
-token (inside a string, `"}` stays a witness), which one `validate_tokens` call checks. The
-cost per token is measured by bench/budget_close.py.
+Most steps need no search: the witness usually still completes the document after the model's
+token (inside a string, `"}` stays one: one `validate_tokens` call checks it), or does once as
+many bytes as the token took are dropped from its front (the model wrote ` 5` where the
+witness had ` 1`). The cost per token is measured by bench/budget_close.py.
 """
 
 from __future__ import annotations
