@@ -792,6 +792,8 @@ def keyword(reason: str) -> str:
     m = re.search(r"Unknown format: (\S+)", reason)
     if m:
         return f"format: {m.group(1)}"
+    if "min/maxProperties" in reason:
+        return "minProperties/maxProperties"
     if reason.startswith("Unsatisfiable"):
         return "unsatisfiable to llguidance"
     if reason.startswith("oneOf"):

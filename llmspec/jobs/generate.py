@@ -249,15 +249,8 @@ def violation(constraint: Any, r: Any) -> str | None:
 def guarantee_of(constraint: Any, provider_guarantee: str) -> str:
     """A row's guarantee: what the provider enforced, `+checked` where `enforce:
     best_effort` left part of the schema to the check after the fact."""
-    if (
-        constraint is not None
-        and constraint.best_effort
-        and provider_guarantee
-        in (
-            "token",
-            "provider",
-        )
-    ):
+    enforced = provider_guarantee in ("token", "provider")
+    if constraint is not None and constraint.best_effort and enforced:
         return f"{provider_guarantee}+checked"
     return provider_guarantee
 

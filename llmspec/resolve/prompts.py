@@ -86,6 +86,8 @@ def _problem_path(constraint: Any, problem: str) -> tuple[tuple, bool, str]:
     names = re.findall(r'"([^"]+)"', problem.partition("Unimplemented keys:")[2])
     if problem.startswith("oneOf"):
         names = ["oneOf"]
+    elif "min/maxProperties" in problem:
+        names = ["minProperties", "maxProperties"]
     if names:
         # an older draft's keyword the grammar saw under its 2020-12 name
         old = {"dependentRequired": "dependencies", "dependentSchemas": "dependencies"}

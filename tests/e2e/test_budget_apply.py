@@ -58,7 +58,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     root = tmp_path_factory.mktemp("budgets") / "p"
     root.mkdir()
     (root / "llmspec.yaml").write_text(SPEC)
-    rows = [{"question": f"my parcel {i} is late, what now?"} for i in range(12)]
+    rows = [{"question": f"my parcel {i} is late, what now?"} for i in range(8)]
     (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.copytree(tiny_model_dir, root / "tiny")
     r = CliRunner().invoke(main, ["apply", str(root), "--runner", "inline"])

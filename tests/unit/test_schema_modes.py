@@ -76,6 +76,7 @@ REFUSED = {
         {"a": 1, "b": 2},
         {"a": 1},
     ),  # fmt: skip
+    "contains": ({"type": "array", "contains": {"const": 1}}, [2, 1], [2, 3]),
     "metaschema": (
         {"$ref": "https://json-schema.org/draft/2020-12/schema"},
         {"type": "string"},
