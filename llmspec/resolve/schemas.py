@@ -138,9 +138,12 @@ def _check_unevaluated(c: Any, name: str, schema: Any) -> None:
 
 def check_pattern(c: Any, pattern: str, loc: Loc) -> None:
     """A JSON Schema `pattern` (ECMA-262) must compile as llmspec runs it."""
+    import regex
+
     from llmspec.jsonschemas import compile_pattern
 
     try:
+        regex.compile(pattern)  # its own error names positions in the pattern as written
         compile_pattern(pattern)
     except Exception as e:  # noqa: BLE001 - regex.error and the translation's own errors
         c.diags.append(Diagnostic("E035", f"invalid regular expression {pattern!r}: {e}", loc))
