@@ -115,6 +115,10 @@ def render_lock(lock: Lock) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+_HIGH, _LOW = r"\\u[dD][89abAB][0-9a-fA-F]{2}", r"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE = re.compile(f"{_HIGH}(?!{_LOW})|(?<!{_HIGH}){_LOW}")
+
+
 def parse_lock(text: str | bytes, where: str) -> Lock:
     """The lock in `text` (read from `where`); raises E084 at a merge conflict's first line,
     E080 at the spot where it is damaged."""
@@ -128,10 +132,13 @@ def parse_lock(text: str | bytes, where: str) -> Lock:
             "upgrade llmspec",
         )
     if has_lone_surrogate(data):
+        raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        at = _LONE_SURROGATE.search(raw)
+        line = raw.count("\n", 0, at.start()) + 1 if at else 0
         raise LlmspecError.one(
             "E080",
             "lockfile holds a lone surrogate (a `\\ud800`-`\\udfff` escape without its pair)",
-            Loc(where),
+            Loc(where, line),
             "restore it from version control, or delete it to start a new one",
         )
     if version == 1 and isinstance(data, dict):

@@ -50,9 +50,12 @@ class LlamaCppProvider:
         c = r.constraint.to_json() if r.constraint is not None else {}
         t = r.temperature or None
         if "json_schema" in c:
+            schema = (
+                r.constraint.enforced_schema()[0] if r.constraint.best_effort else c["json_schema"]
+            )
             grammar = guidance.json(
                 name="out",
-                schema=c["json_schema"],
+                schema=schema,
                 max_tokens=r.max_tokens,
                 temperature=t,
                 separators=(", ", ": "),

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from llmspec.jsonschemas import refs
+from llmspec.jsonschemas import refs_with_base, resolves_inside
 from llmspec.providers import CAPABILITIES, Request, Result
 from llmspec.secrets import ENV_REF
 
@@ -192,8 +192,12 @@ class OpenAIProvider:
                     "servers take only a JSON schema (response_format); use a JSON schema, or a "
                     "transformers/llamacpp model"
                 )
-            schema = c.value
-            outside = sorted({ref for _, ref in refs(schema) if not ref.startswith("#")})
+            # best_effort: send the part the schema engine can enforce; the rest is checked
+            schema = c.enforced_schema()[0] if c.best_effort else c.value
+            outside = sorted(
+                {ref for _, ref, base in refs_with_base(schema)
+                 if not ref.startswith("#") and not resolves_inside(schema, ref, base)}
+            )  # fmt: skip
             if outside:
                 raise _Fail(
                     f"the JSON schema refers to {', '.join(f'`{x}`' for x in outside)}: a server "

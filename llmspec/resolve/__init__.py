@@ -59,16 +59,13 @@ class ResolvedProject:
 
     def constraint(self, prompt: str) -> Any:
         """A prompt's output constraint (`llmspec.constraints.Constraint`), or None."""
-        from llmspec.constraints import Constraint
+        from llmspec.constraints import from_output
 
         out = self.spec.prompts[prompt].output
         if out is None:
             return None
-        if out.schema_ is not None:
-            return Constraint("json_schema", self.schemas[out.schema_])
-        if out.regex is not None:
-            return Constraint("regex", out.regex)
-        return Constraint("choice", tuple(out.choice or ()))
+        data = out.model_dump(mode="json", by_alias=True)
+        return from_output(data, self.schemas.get(out.schema_) if out.schema_ else None)
 
 
 def resolve_project(vp: ValidProject, root: str | Path | None = None) -> ResolvedProject:

@@ -21,6 +21,8 @@ class Checker:
         self.warnings: list[Diagnostic] = []
         # resolved for later stages
         self.schemas: dict[str, Any] = {}
+        self.schema_files: dict[str, Any] = {}  # schema name -> its file's SourceFile
+        self.invalid_schemas: set[str] = set()  # reported already (E033, E034)
         self.columns: dict[str, frozenset[str]] = {}
         self.counts: dict[str, int] = {}
         self.knowledge_files: dict[str, tuple[Path, ...]] = {}

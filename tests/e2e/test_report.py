@@ -59,7 +59,7 @@ def test_report_formats(applied, tmp_path: Path) -> None:
 
     md = cli.invoke(main, ["report", str(root), "--format", "markdown"]).stdout
     assert md.startswith("### llmspec results: `support-bot`")
-    assert "| variant | rows | errors | truncated | schema_valid |" in md
+    assert "| variant | rows | errors | truncated | closed early | schema_valid |" in md
     assert len(md.splitlines()) < 60  # short enough for a PR comment
 
     out = tmp_path / "results.xml"

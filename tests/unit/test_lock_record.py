@@ -121,11 +121,18 @@ def test_lock_verify_passes_an_untouched_lock(tmp_path: Path) -> None:
     [
         (lambda d: d["suites"]["s"]["gates"][0].update(passed=False), "says failed"),
         (lambda d: d["suites"]["s"].update(passed=False), "recorded as failed"),
-        (lambda d: d["suites"]["s"]["metrics"]["m"]["exact_match"].update(mean=0.1),
-         "exact_match.mean = 0.1"),
-        (lambda d: d["deployments"]["prod"].update(target={"kind": "export", "path": "x"})
-         if "deployments" in d else d["suites"]["s"].update(baseline={"m": {}}),
-         "does not match the digest"),
+        (
+            lambda d: d["suites"]["s"]["metrics"]["m"]["exact_match"].update(mean=0.1),
+            "exact_match.mean = 0.1",
+        ),
+        (
+            lambda d: (
+                d["deployments"]["prod"].update(target={"kind": "export", "path": "x"})
+                if "deployments" in d
+                else d["suites"]["s"].update(baseline={"m": {}})
+            ),
+            "does not match the digest",
+        ),
     ],
 )
 def test_an_edited_lock_fails_plan_locked_even_without_a_store(tmp_path: Path, edit, words):
