@@ -66,6 +66,25 @@ def check_saved_plan(saved: SavedPlan, graph: JobGraph, lock_digest: str, where:
         )
 
 
+def jobs_to_run(plan: Plan, graph: JobGraph, stored: set[str]) -> tuple[list[Any], list[str]]:
+    """The jobs an apply of `plan` runs, in dependency order, and the ids of those it takes
+    from the store instead (finished by an earlier, interrupted apply)."""
+    from llmspec.jobs import kind as record
+
+    todo = set(plan.to_run)
+    jobs, reused = [], []
+    for job in graph.jobs.values():
+        always = record(job.kind).cache == "always"
+        if job.id in todo or always:
+            if job.key in stored and not always:
+                reused.append(job.id)
+            else:
+                jobs.append(job)
+        elif job.key not in stored:
+            jobs.append(job)  # the plan counted on a result this store does not have
+    return jobs, reused
+
+
 def apply_plan(
     plan: Plan,
     graph: JobGraph,
@@ -75,26 +94,16 @@ def apply_plan(
     stored: set[str] | None = None,
 ) -> ApplyReport:
     """Run the jobs the plan says to run; store each result; write the lock at the end."""
-    from llmspec.jobs import kind as record
-
     root = graph.root
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
     old_lock = read_lock(root)
     stored = store.keys() if stored is None else stored
-    todo = set(plan.to_run)
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
-    jobs = []
-    for job in graph.jobs.values():
-        always = record(job.kind).cache == "always"
-        if job.id in todo or always:
-            if job.key in stored and not always:
-                report.reused.append(job.id)  # finished by an earlier, interrupted apply
-                emit("reused", job.id, None)
-            else:
-                jobs.append(job)
-        elif job.key not in stored:
-            jobs.append(job)  # the plan counted on a result this store does not have
+    jobs, reused = jobs_to_run(plan, graph, stored)
+    for job_id in reused:
+        report.reused.append(job_id)  # finished by an earlier, interrupted apply
+        emit("reused", job_id, None)
     for change in plan.changes:
         if change.cached and change.job_id not in report.reused:
             report.reused.append(change.job_id)  # the store holds it already (a revert)

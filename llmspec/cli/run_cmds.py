@@ -116,14 +116,14 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     "--runner",
     "runner_name",
     envvar="LLMSPEC_RUNNER",
-    default="local",
-    show_default=True,
+    default=None,
     help="`local`: an embedded Ray (or the cluster in RAY_ADDRESS); `inline`: this process, "
-    "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER.",
+    "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER. Not given: `local`, "
+    "but a small plan (one model replica, at most 256 generations) runs inline.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @handle_errors
-def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> None:
+def apply(path: str, plan_file: str | None, runner_name: str | None, quiet: bool) -> None:
     """Run what the plan says, store each result as it lands, write llmspec.lock.
 
     A second apply right after does nothing. An interrupted apply (Ctrl-C, a crash) keeps every
@@ -136,9 +136,10 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
       llmspec apply specs/
       llmspec apply specs/ --plan plan.json
       llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
+      llmspec apply specs/ --runner local      # Ray, even for a small plan
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
-    from llmspec.apply import apply_plan, check_saved_plan
+    from llmspec.apply import apply_plan, check_saved_plan, jobs_to_run
     from llmspec.cli.output import apply_line, failure_diagnostics
     from llmspec.cli.progress import Progress
     from llmspec.lock import lock_digest
@@ -161,10 +162,15 @@ def apply(path: str, plan_file: str | None, runner_name: str, quiet: bool) -> No
         the_plan = plan_for(graph, store, stored)
         if plan_file:
             check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
-        if not quiet:
-            click.echo(render_text(the_plan), nl=False)
-        runner = _runner(runner_name, root)
+        jobs, _ = jobs_to_run(the_plan, graph, stored)
+        runner, note = _runner(runner_name, root, jobs)
         try:
+            if jobs:
+                runner.prepare(jobs)  # Ray starts while the plan is printed
+            if not quiet:
+                click.echo(render_text(the_plan), nl=False)
+                if note:
+                    click.echo(note, err=True)
             with Progress(graph, the_plan, quiet) as progress:
                 report = apply_plan(the_plan, graph, store, runner, progress, stored)
         finally:
@@ -202,12 +208,24 @@ def _read_saved(plan_file: str, cls: Any) -> Any:
         ) from None
 
 
-def _runner(name: str, root: Any) -> Any:
-    from llmspec.runner import make_runner
+def _runner(name: str | None, root: Any, jobs: list[Any]) -> tuple[Any, str | None]:
+    """The runner `--runner NAME` names; without one, `local`, unless the plan is small and
+    `local` is an embedded Ray (no RAY_ADDRESS): then this process (and a note that says so)."""
+    import os
+
+    from llmspec.runner import make_runner, small_plan
     from llmspec.runner.profile import load_profile
 
-    profile = load_profile(name, root)
-    return make_runner(profile.runner, profile=profile, where=f"--runner {name}")
+    profile = load_profile(name or "local", root)
+    note = None
+    cluster = bool(os.environ.get("RAY_ADDRESS"))
+    if name is None and jobs and profile.runner == "ray" and profile.embedded and not cluster:
+        why = small_plan(jobs)
+        if why is not None:
+            profile = profile.model_copy(update={"runner": "inline"})
+            note = f"note: running inline: small plan ({why}); `--runner local` runs it on Ray"
+    where = f"--runner {name or 'local'}"
+    return make_runner(profile.runner, profile=profile, where=where), note
 
 
 @main.command()

@@ -7,6 +7,7 @@ high-level API has no batching); guidance samples from NumPy's global RNG, so ea
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,14 @@ class LlamaCppProvider:
         from guidance.models import LlamaCpp
 
         self.spec = spec
+        threads = os.environ.get("OMP_NUM_THREADS", "")  # set by the runner, per replica
         self.model = LlamaCpp(
             str(weights if weights is not None else spec.path),
             echo=False,
             n_ctx=spec.n_ctx,
             n_gpu_layers=-1 if spec.gpus else 0,
             verbose=False,
+            **({"n_threads": int(threads)} if threads.isdigit() and int(threads) > 0 else {}),
         )
 
     def generate(self, requests: list[Request]) -> list[Result]:

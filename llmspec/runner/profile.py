@@ -43,6 +43,13 @@ class RunnerProfile(BaseModel):
         1, ge=0, description="CPUs model replicas leave free for other work (no deadlock)"
     )
     allow_unauthenticated: Bool = False
+    threads: Int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch/OpenMP threads per model replica (and for the inline runner); "
+        "default: OMP_NUM_THREADS, else 1",
+    )
 
     @property
     def embedded(self) -> bool:
