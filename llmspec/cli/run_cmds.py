@@ -15,12 +15,12 @@ def compile_path(path: str) -> tuple[Any, Any, Any]:
     """Load, resolve and compile; the hash cache keeps weight hashing to once per file."""
     from llmspec.compile import compile_project
     from llmspec.hashing import HashCache
-    from llmspec.project import load_project
+    from llmspec.project import load_project, project_root
     from llmspec.store import Store
 
-    resolved = load_project(path)
-    store = Store(resolved.root)
+    store = Store(project_root(path))
     cache = HashCache(store.cache_path("hashes.json"))
+    resolved = load_project(path, cache)
     graph = compile_project(resolved, cache)
     try:
         cache.save()

@@ -53,6 +53,7 @@ class ResolvedProject:
     columns: dict[str, frozenset[str]] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
     knowledge_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    scans: dict[str, Any] = field(default_factory=dict)  # dataset -> data.Scan of its file
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
@@ -70,10 +71,13 @@ class ResolvedProject:
         return Constraint("choice", tuple(out.choice or ()))
 
 
-def resolve_project(vp: ValidProject, root: str | Path | None = None) -> ResolvedProject:
-    """Run every check; raise with every problem found, warnings included."""
+def resolve_project(
+    vp: ValidProject, root: str | Path | None = None, cache: Any = None
+) -> ResolvedProject:
+    """Run every check; raise with every problem found, warnings included. `cache` (a
+    `HashCache`) spares reading dataset files whose content was read before."""
     root = Path(root) if root is not None else vp.sources.root
-    c = Checker(vp, root)
+    c = Checker(vp, root, cache)
     for check in CHECKS:
         check(c)
     if c.diags:
@@ -86,6 +90,7 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
         columns=c.columns,
         row_counts=c.counts,
         knowledge_files=c.knowledge_files,
+        scans=c.scans,
         gates=c.gates,
         warnings=tuple(sorted(c.warnings, key=Diagnostic.sort_key)),
     )
