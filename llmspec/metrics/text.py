@@ -9,7 +9,7 @@ True
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 Rows = list[dict[str, Any]]
@@ -20,15 +20,21 @@ def answer_text(row: dict[str, Any]) -> str | None:
     out = row.get("output")
     if out is None:
         return None
-    if out.lstrip().startswith("{"):
-        try:
-            value = json.loads(out)
-        except ValueError:
-            return out
-        if isinstance(value, dict):
-            for key in ("answer", "output", "text", "response"):
-                if isinstance(value.get(key), str):
-                    return value[key]
+    return _answer_of(out) if out.lstrip().startswith("{") else out
+
+
+@lru_cache(maxsize=4096)
+def _answer_of(out: str) -> str:
+    """A JSON output's answer, parsed once however many text metrics score it (a score job
+    runs each metric over the same shard in turn)."""
+    try:
+        value = json.loads(out)
+    except ValueError:
+        return out
+    if isinstance(value, dict):
+        for key in ("answer", "output", "text", "response"):
+            if isinstance(value.get(key), str):
+                return value[key]
     return out
 
 
