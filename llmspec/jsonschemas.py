@@ -48,6 +48,51 @@ def patterns(schema: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
             yield from patterns(v, path + (i,))
 
 
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+
+
+def strict_problem(schema: Any, path: str = "") -> str | None:
+    """Why OpenAI's strict structured outputs would reject `schema`, or None: every object
+    must set `additionalProperties: false` and list all its properties in `required`.
+
+    >>> strict_problem({"type": "object", "properties": {"a": {"type": "string"}}})
+    'the object at `/` does not set `additionalProperties: false`'
+    >>> strict_problem({"type": "object", "additionalProperties": False,
+    ...                 "properties": {"a": {}}, "required": []})
+    'the object at `/` does not list `a` in `required`'
+    >>> strict_problem({"type": "object", "additionalProperties": False, "required": ["a"],
+    ...                 "properties": {"a": {"type": "array", "items": {"type": "string"}}}})
+    """
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind) or "properties" in schema:
+        where = path or "/"
+        if schema.get("additionalProperties") is not False:
+            return f"the object at `{where}` does not set `additionalProperties: false`"
+        missing = [p for p in schema.get("properties", {}) if p not in schema.get("required", [])]
+        if missing:
+            return f"the object at `{where}` does not list `{missing[0]}` in `required`"
+    subs: list[tuple[str, Any]] = []
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(schema.get(key), dict):
+            subs += [(f"{key}/{name}", sub) for name, sub in schema[key].items()]
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            subs += [(f"{key}/{i}", sub) for i, sub in enumerate(schema[key])]
+    for where, sub in subs:
+        found = strict_problem(sub, f"{path}/{where}")
+        if found:
+            return found
+    for key in _SUBSCHEMAS:
+        found = strict_problem(schema.get(key), f"{path}/{key}")
+        if found:
+            return found
+    return None
+
+
 def ref_problem(ref: str, base: Path, root: Path) -> str | None:
     """Why a `$ref` may not be followed, or None when it is local."""
     if ref.startswith("#"):
