@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import hashlib
 import json
+import mmap
 import os
 import socket
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmspec.errors import LlmspecError, Loc
-from llmspec.hashing import canonical, digest
+from llmspec.hashing import canonical
 
 STATE_DIR = ".llmspec"
 
@@ -60,7 +63,8 @@ class Store:
         self.index = self.objects / "records.idx"
         self._entries: dict[str, tuple[int, int]] = {}  # key hex -> (offset, length)
         self._read_to = 0  # bytes of the index read so far (whole lines only)
-        self._ended: set[Path] = set()  # files whose last line is known to be whole
+        self._fds: dict[Path, int] = {}  # pack and index, open for appending
+        weakref.finalize(self, _close_all, self._fds)
 
     def _path(self, key: str) -> Path:
         h = key.split(":", 1)[-1]
@@ -83,9 +87,6 @@ class Store:
                 self._entries[entry[0]] = (entry[1], entry[2])
         self._read_to += end
 
-    def _whole(self, fd: int, size: int, offset: int, length: int) -> bool:
-        return offset + length <= size and os.pread(fd, 1, offset + length - 1) == b"\n"
-
     def keys(self) -> set[str]:
         """Keys of the entries that look whole: the index line checks out and the pack holds
         the record's last byte, its newline, where the line says. One byte is read per entry,
@@ -102,9 +103,15 @@ class Store:
             if fd is not None:
                 try:
                     size = os.fstat(fd).st_size
-                    for h, (offset, length) in self._entries.items():
-                        if self._whole(fd, size, offset, length):
-                            out.add(f"sha256:{h}")
+                    view = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else b""
+                    try:
+                        for h, (offset, length) in self._entries.items():
+                            end = offset + length
+                            if length and end <= size and view[end - 1] == 10:  # b"\n"
+                                out.add(f"sha256:{h}")
+                    finally:
+                        if size:
+                            view.close()  # type: ignore[union-attr]
                 finally:
                     os.close(fd)
         for p in self.objects.glob("*/*.json"):  # entries written before the pack
@@ -152,17 +159,11 @@ class Store:
 
     def put(self, job: str, kind: str, key: str, output: Any, meta: dict | None = None) -> Stored:
         """Append a job's output; `meta` (timings, hosts) is kept but not part of the digest."""
-        d = digest(output)
-        record = {
-            "job": job,
-            "kind": kind,
-            "key": key,
-            "output": output,
-            "digest": d,
-            "meta": meta or {},
-        }
-        line = canonical(record).encode() + b"\n"  # canonical JSON holds no raw newline
-        self.objects.mkdir(parents=True, exist_ok=True)
+        body = canonical(output)  # serialised once: for the digest and for the record
+        d = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+        # the record's canonical JSON (keys sorted: digest, job, key, kind, meta, output)
+        head = canonical({"digest": d, "job": job, "key": key, "kind": kind, "meta": meta or {}})
+        line = f'{head[:-1]},"output":{body}}}\n'.encode()  # canonical JSON holds no raw newline
         end = self._append(self.pack, line)
         h = key.split(":", 1)[-1]
         offset = end - len(line)
@@ -173,19 +174,24 @@ class Store:
     def _append(self, path: Path, data: bytes) -> int:
         """Append `data` as one write; return the file's size after it. A last line that an
         earlier writer left without its newline (it was killed) is ended first, so it cannot
-        run into this one."""
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            if path not in self._ended:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    data = b"\n" + data
-                self._ended.add(path)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            return os.lseek(fd, 0, os.SEEK_CUR)
-        finally:
+        run into this one. The file stays open for the next write (`close`)."""
+        fd = self._fds.get(path)
+        if fd is None:
+            self.objects.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fds[path] = fd
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return os.lseek(fd, 0, os.SEEK_CUR)
+
+    def close(self) -> None:
+        """Close the files `put` keeps open (also done when the store is collected)."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
             os.close(fd)
 
     def records(self) -> Iterator[Stored]:
@@ -233,6 +239,14 @@ class Store:
 
     def cache_path(self, name: str) -> Path:
         return self.root / "cache" / name
+
+
+def _close_all(fds: dict[Path, int]) -> None:
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _index_line(h: str, offset: int, length: int) -> bytes:

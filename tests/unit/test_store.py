@@ -37,6 +37,23 @@ def test_records_round_trip_through_the_pack(tmp_path: Path) -> None:
     assert Store(tmp_path).get(KEYS[1]).output == {"x": 10}
 
 
+def test_a_record_is_the_canonical_json_of_its_fields(tmp_path: Path) -> None:
+    import json
+
+    from llmspec.hashing import canonical, digest
+
+    store = Store(tmp_path)
+    output = {"rows": [{"text": "ü\n\u2028", "n": 1.5}], "a": None}
+    put = store.put("j", "generate", KEYS[0], output, {"seconds": 2})
+    assert put.digest == digest(output)
+    offset, length = _spans(tmp_path)[KEYS[0]]
+    line = _pack(tmp_path).read_bytes()[offset : offset + length]
+    record = {"job": "j", "kind": "generate", "key": KEYS[0], "output": output,
+              "digest": digest(output), "meta": {"seconds": 2}}  # fmt: skip
+    assert line == canonical(record).encode() + b"\n" and json.loads(line) == record
+    store.close()
+
+
 def test_a_write_cut_short_loses_only_that_entry(tmp_path: Path) -> None:
     store = Store(tmp_path)
     for i, k in enumerate(KEYS[:3]):
