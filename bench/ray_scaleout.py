@@ -92,6 +92,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="128 rows (8 shards), 1 round")
     ap.add_argument("--smoke", action="store_true", help="32 rows, 1 round, 1 apply per case")
+    ap.add_argument(
+        "--cases",
+        default=None,
+        help="numbers of the cases to run, comma-separated (1-5, in the docstring's order; "
+        "1 and 2 always run: the report compares with them)",
+    )
     ap.add_argument("--rows", type=int, default=160)
     ap.add_argument("--shard-rows", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
@@ -130,6 +136,9 @@ def main() -> None:
     ]
     if args.skip_two_threads:
         cases = [c for c in cases if c.name != "1 replica, 2 threads"]
+    if args.cases:
+        keep = {1, 2} | {int(x) for x in args.cases.split(",")}
+        cases = [c for i, c in enumerate(cases, 1) if i in keep]
     if args.smoke:  # the comparisons the report is about, and no more
         cases = [c for c in cases if c.replicas == 2 and c.reserve == 0 or c.threads == 1]
         cases = [c for c in cases if c.name != "1 replica, 2 threads"]
