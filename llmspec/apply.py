@@ -92,12 +92,16 @@ def apply_plan(
     runner: Runner,
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
     stored: set[str] | None = None,
+    old_lock: Lock | None | str = "read",
 ) -> ApplyReport:
-    """Run the jobs the plan says to run; store each result; write the lock at the end."""
+    """Run the jobs the plan says to run; store each result; write the lock at the end.
+    `stored` and `old_lock` (the store's keys, the lock the plan was made against) are read
+    here unless the caller read them already."""
     root = graph.root
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
-    old_lock = read_lock(root)
+    if isinstance(old_lock, str):
+        old_lock = read_lock(root)
     stored = store.keys() if stored is None else stored
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
     jobs, reused = jobs_to_run(plan, graph, stored)
@@ -154,7 +158,8 @@ def apply_plan(
         log.write({"event": "interrupted"})
     finally:
         report.lock = update_lock(old_lock, graph, store, results)
-        report.lock_written = write_lock(root, report.lock)
+        # the same lock as before (nothing ran, or nothing changed): not even rendered
+        report.lock_written = report.lock != old_lock and write_lock(root, report.lock)
         log.close()
     return report
 
@@ -260,8 +265,8 @@ def _with_observed(
         if job.kind != "generate" or origin is None:
             continue
         name = origin[1]
-        if name not in models or PROVIDERS[models[name]["provider"]].local:
-            continue
+        if name not in models or not PROVIDERS[models[name]["provider"]].capabilities.remote:
+            continue  # only a server reports what it is (echo and local weights do not)
         if job.id not in jobs or jobs[job.id].key != job.key:
             continue
         s = store.get(job.key)

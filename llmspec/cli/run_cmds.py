@@ -29,13 +29,14 @@ def compile_path(path: str) -> tuple[Any, Any, Any]:
     return resolved, graph, store
 
 
-def plan_for(graph: Any, store: Any, stored: set[str] | None = None) -> Any:
+def plan_for(graph: Any, store: Any, stored: set[str] | None = None, lock: Any = "read") -> Any:
     from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import make_plan
 
     root = graph.root
     keys = store.keys() if stored is None else stored
-    return make_plan(graph, read_lock(root), keys, lock_digest(root))
+    old = read_lock(root) if isinstance(lock, str) else lock
+    return make_plan(graph, old, keys, lock_digest(root))
 
 
 @main.command()
@@ -142,7 +143,7 @@ def apply(path: str, plan_file: str | None, runner_name: str | None, quiet: bool
     from llmspec.apply import apply_plan, check_saved_plan, jobs_to_run
     from llmspec.cli.output import apply_line, failure_diagnostics
     from llmspec.cli.progress import Progress
-    from llmspec.lock import lock_digest
+    from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import SavedPlan, render_text
     from llmspec.report.text import render as render_results
     from llmspec.results import collect_results
@@ -159,7 +160,8 @@ def apply(path: str, plan_file: str | None, runner_name: str | None, quiet: bool
                 err=True,
             )
         stored = store.keys()
-        the_plan = plan_for(graph, store, stored)
+        old_lock = read_lock(root)
+        the_plan = plan_for(graph, store, stored, old_lock)
         if plan_file:
             check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
         jobs, _ = jobs_to_run(the_plan, graph, stored)
@@ -172,7 +174,7 @@ def apply(path: str, plan_file: str | None, runner_name: str | None, quiet: bool
                 if note:
                     click.echo(note, err=True)
             with Progress(graph, the_plan, quiet) as progress:
-                report = apply_plan(the_plan, graph, store, runner, progress, stored)
+                report = apply_plan(the_plan, graph, store, runner, progress, stored, old_lock)
         finally:
             runner.close()
     lock = report.lock

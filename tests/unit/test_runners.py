@@ -101,7 +101,7 @@ def test_a_large_plan_or_a_cluster_is_not_made_inline(tmp_path: Path, monkeypatc
     assert runner.name == "ray" and note is None
 
 
-def test_no_op_apply_imports_no_ray_even_with_ray_named(tmp_path: Path) -> None:
+def test_no_op_apply_imports_no_ray_and_renders_no_lock(tmp_path: Path) -> None:
     root = echo_project(tmp_path / "p", rows=3)
     env = {**os.environ, "PYTHONPATH": str(REPO), "LLMSPEC_RUNNER": "inline"}
     first = subprocess.run([sys.executable, "-m", "llmspec.cli", "apply", "-q", str(root)],
@@ -109,6 +109,10 @@ def test_no_op_apply_imports_no_ray_even_with_ray_named(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     code = (
         "import sys\n"
+        "import llmspec.lock\n"
+        "def render(lock):\n"
+        "    raise AssertionError('a no-op apply rendered the lock')\n"
+        "llmspec.lock.render_lock = render  # the same lock as before: never rendered\n"
         "from llmspec.cli import main\n"
         "try:\n"
         f"    main(['apply', {str(root)!r}, '--runner', 'local'])\n"
