@@ -67,6 +67,30 @@ def check_saved_plan(saved: SavedPlan, graph: JobGraph, lock_digest: str, where:
         )
 
 
+def jobs_to_run(
+    plan: Plan, graph: JobGraph, stored: set[str], only: set[str] | None = None
+) -> tuple[list[Any], list[str]]:
+    """The jobs an apply of `plan` runs, in dependency order, and the ids of those it takes
+    from the store instead (finished by an earlier, interrupted apply); `only` (job ids)
+    restricts both."""
+    from llmspec.jobs import kind as record
+
+    todo = set(plan.to_run)
+    jobs, reused = [], []
+    for job in graph.jobs.values():
+        if only is not None and job.id not in only:
+            continue
+        always = record(job.kind).cache == "always"
+        if job.id in todo or always:
+            if job.key in stored and not always:
+                reused.append(job.id)
+            else:
+                jobs.append(job)
+        elif job.key not in stored:
+            jobs.append(job)  # the plan counted on a result this store does not have
+    return jobs, reused
+
+
 def apply_plan(
     plan: Plan,
     graph: JobGraph,
@@ -75,34 +99,25 @@ def apply_plan(
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
     stored: set[str] | None = None,
     only: set[str] | None = None,
+    old_lock: Lock | None | str = "read",
 ) -> ApplyReport:
     """Run the jobs the plan says to run; store each result; write the lock at the end.
 
     `only` (job ids) restricts the run to those jobs, as Terraform's -target does: every other
     job keeps its entry in the lock. A smoke run (`graph.limit`) stores its results but never
-    writes the lock."""
-    from llmspec.jobs import kind as record
-
+    writes the lock. `stored` and `old_lock` (the store's keys, the lock the plan was made
+    against) are read here unless the caller read them already."""
     root = graph.root
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
-    old_lock = read_lock(root)
+    if isinstance(old_lock, str):
+        old_lock = read_lock(root)
     stored = store.keys() if stored is None else stored
-    todo = set(plan.to_run)
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
-    jobs = []
-    for job in graph.jobs.values():
-        if only is not None and job.id not in only:
-            continue
-        always = record(job.kind).cache == "always"
-        if job.id in todo or always:
-            if job.key in stored and not always:
-                report.reused.append(job.id)  # finished by an earlier, interrupted apply
-                emit("reused", job.id, None)
-            else:
-                jobs.append(job)
-        elif job.key not in stored:
-            jobs.append(job)  # the plan counted on a result this store does not have
+    jobs, reused = jobs_to_run(plan, graph, stored, only)
+    for job_id in reused:
+        report.reused.append(job_id)  # finished by an earlier, interrupted apply
+        emit("reused", job_id, None)
     for change in plan.changes:
         if only is not None and change.job_id not in only:
             continue
@@ -166,7 +181,8 @@ def apply_plan(
             report.lock = old_lock  # nothing finished: the lock says what it said before
         else:
             report.lock = update_lock(old_lock, graph, store, results, only)
-            if graph.limit is None:
+            # a smoke run never writes the lock; the same lock as before is not even rendered
+            if graph.limit is None and report.lock != old_lock:
                 report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
@@ -278,8 +294,8 @@ def _with_observed(
         if job.kind != "generate" or origin is None:
             continue
         name = origin[1]
-        if name not in models or PROVIDERS[models[name]["provider"]].local:
-            continue
+        if name not in models or not PROVIDERS[models[name]["provider"]].capabilities.remote:
+            continue  # only a server reports what it is (echo and local weights do not)
         if job.id not in jobs or jobs[job.id].key != job.key:
             continue
         s = store.get(job.key)

@@ -150,6 +150,33 @@ def patterns(schema: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
                 yield p + ("patternProperties", key), key
 
 
+def strict_problem(schema: Any) -> str | None:
+    """Why OpenAI's strict structured outputs would reject `schema`, or None: every object
+    must set `additionalProperties: false` and list all its properties in `required`.
+
+    >>> strict_problem({"type": "object", "properties": {"a": {"type": "string"}}})
+    'the object at `/` does not set `additionalProperties: false`'
+    >>> strict_problem({"type": "object", "additionalProperties": False,
+    ...                 "properties": {"a": {}}, "required": []})
+    'the object at `/` does not list `a` in `required`'
+    >>> strict_problem({"type": "object", "additionalProperties": False, "required": ["a"],
+    ...                 "properties": {"a": {"type": "array", "items": {"type": "string"}}}})
+    """
+    for path, sub in subschemas(schema):
+        if not isinstance(sub, dict):
+            continue
+        kind = sub.get("type")
+        if kind == "object" or (isinstance(kind, list) and "object" in kind) or "properties" in sub:
+            where = "/" + "/".join(map(str, path))
+            if sub.get("additionalProperties") is not False:
+                return f"the object at `{where}` does not set `additionalProperties: false`"
+            props = sub.get("properties", {})
+            missing = [p for p in props if p not in sub.get("required", [])]
+            if missing:
+                return f"the object at `{where}` does not list `{missing[0]}` in `required`"
+    return None
+
+
 @lru_cache(maxsize=64)
 def _resources(schema_json: str) -> Any:
     """A registry of the schema's own resources (its `$id`s, anchors) and the metaschemas."""

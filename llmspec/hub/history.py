@@ -306,7 +306,6 @@ class Recorder:
 
     def finish_apply(self, report: Any, results: Any, failing: list[str], root: Path) -> None:
         """Complete the run from an `ApplyReport` and its `Results`."""
-        from llmspec.lock import render_lock
 
         status = (
             "interrupted"
@@ -329,7 +328,7 @@ class Recorder:
         log = getattr(report, "log_path", None)
         self.finish(
             status,
-            lock_text=render_lock(report.lock).decode() if report.lock else _lock_on_disk(root),
+            lock_text=_lock_on_disk(root),  # the lock as this run left it (a smoke run: as it was)
             summary=summary,
             results=results.model_dump(mode="json") if results is not None else None,
             run_log=None if not log else _relative(Path(log), root),

@@ -46,7 +46,7 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
                 ins.set("expected", d.expected, ("datasets", s.dataset, ("expected",)))
             local: dict[str, Any] = {"model": cx.facts.model_local(model)}
             if d.generate is None:
-                local["dataset"] = cx.facts.dataset_local(s.dataset)
+                local["dataset"] = cx.facts.shard_local(s.dataset, start, end)
             if s.retrieve is not None:
                 ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed"))
                 local["embed"] = cx.facts.knowledge_local(s.retrieve)["embed"]

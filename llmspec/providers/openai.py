@@ -1,7 +1,12 @@
 """The `openai` provider: any OpenAI-compatible chat completions server (vLLM, llama.cpp server,
 Ollama, OpenAI) over HTTP with aiohttp.
 
-- One POST to `{base_url}/chat/completions` per request. A `json_schema` constraint is sent as
+- One POST to `{base_url}/chat/completions` per request, through the proxy HTTP(S)_PROXY names
+  unless NO_PROXY lists the host (a server on this machine is always reached directly). The
+  output limit goes as `max_tokens` (vLLM, llama.cpp's server, Ollama), or as
+  `max_completion_tokens` for servers that refuse the first (newer OpenAI models): with
+  `max_tokens_param: auto`, the default, the first refusal switches the name and the request is
+  sent again at once. A `json_schema` constraint is sent as
   `response_format: {"type": "json_schema", ...}`, never as vLLM's old top-level `guided_json`
   (current vLLM ignores that key and answers unconstrained with HTTP 200). Regex and choice
   constraints are not part of the OpenAI API: such a row fails, it is never sent unconstrained.
@@ -61,6 +66,11 @@ class _Fail(Exception):
     """An attempt failed in a way no other attempt will fix."""
 
 
+class _TokenParam(_Fail):
+    """The server takes the output limit as `max_completion_tokens`, not `max_tokens` (newer
+    OpenAI models answer HTTP 400 `unsupported_parameter`)."""
+
+
 @dataclass
 class _Call:
     """What one `generate` call shares between its requests."""
@@ -70,6 +80,7 @@ class _Call:
     secret: str | None
     semaphore: asyncio.Semaphore
     pause_until: float = 0.0  # loop time before which no attempt starts (from Retry-After)
+    proxy: str | None = None  # from HTTP(S)_PROXY, unless NO_PROXY or a loopback host
 
     def scrub(self, text: str) -> str:
         return _scrub(text, self.secret)
@@ -90,6 +101,9 @@ class OpenAIProvider:
         retry_after_cap: float = 60.0,
     ):
         self.spec = spec
+        mode = getattr(spec, "max_tokens_param", "auto")
+        self.token_param = "max_tokens" if mode == "auto" else mode
+        self.switch_token_param = mode == "auto"
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.retry_after_cap = retry_after_cap
@@ -123,6 +137,7 @@ class OpenAIProvider:
         except _ConfigError as e:
             return [_error(r, str(e), 0.0) for r in requests]
         call = _Call(url, headers, secret, asyncio.Semaphore(self.spec.concurrency))
+        call.proxy = proxy_for(url)
         connector = aiohttp.TCPConnector(limit=self.spec.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -177,7 +192,7 @@ class OpenAIProvider:
         body: dict[str, Any] = {
             "model": self.spec.model,
             "messages": messages,
-            "max_tokens": r.max_tokens,
+            self.token_param: r.max_tokens,
             "temperature": r.temperature,
             "top_p": r.top_p,
             "seed": r.seed,
@@ -223,11 +238,14 @@ class OpenAIProvider:
         loop = asyncio.get_running_loop()
         attempts = self.spec.max_retries + 1
         seconds = 0.0
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             async with call.semaphore:
                 # checked once a slot is held: a pause may have begun while this one queued
                 while (wait := call.pause_until - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                if self.token_param not in body:  # another request found the server's name
+                    body = self._body(r)
                 t0 = time.perf_counter()
                 try:
                     data = await self._post(session, call, body)
@@ -240,6 +258,16 @@ class OpenAIProvider:
                     return self._result(r, call, data, seconds)
                 except (_Retry, _Fail) as e:
                     problem = e
+            if isinstance(problem, _TokenParam) and "max_tokens" in body:
+                if self.switch_token_param:  # ask again at once, with the name it asked for
+                    self.token_param = "max_completion_tokens"
+                    log.info("openai model %s takes max_completion_tokens", self.spec.model)
+                    body = self._body(r)
+                    continue
+                problem = _Fail(
+                    f"{problem}; set `max_tokens_param: max_completion_tokens` (or `auto`) "
+                    f"on openai model `{self.spec.model}`"
+                )
             if isinstance(problem, _Fail):
                 return _error(r, call.scrub(str(problem)), seconds)
             assert isinstance(problem, _Retry)
@@ -258,7 +286,7 @@ class OpenAIProvider:
                 delay,
             )
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before attempt `attempt + 1` (0-based `attempt` just failed)."""
@@ -270,7 +298,8 @@ class OpenAIProvider:
         import aiohttp
 
         try:
-            async with session.post(call.url, json=body, headers=call.headers) as resp:
+            post = session.post(call.url, json=body, headers=call.headers, proxy=call.proxy)
+            async with post as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
                 raw = await resp.read()
@@ -288,6 +317,8 @@ class OpenAIProvider:
         if status in RETRYABLE:
             wait = parse_retry_after(retry_after) if status in HONOURS_RETRY_AFTER else None
             raise _Retry(text, wait)
+        if status == 400 and "max_completion_tokens" in message and "max_tokens" in body:
+            raise _TokenParam(text)
         raise _Fail(text)
 
     def _result(self, r: Request, call: _Call, data: Any, seconds: float) -> Result:
@@ -324,6 +355,35 @@ class OpenAIProvider:
             seconds=seconds,
             observed=observed or None,
         )
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy HTTP_PROXY / HTTPS_PROXY (or ALL_PROXY) name for `url`, unless NO_PROXY lists
+    its host or the host is this machine: a server on 127.0.0.1 is reached directly whatever
+    the environment says (a proxy elsewhere cannot reach it).
+
+    >>> import os; os.environ["HTTP_PROXY"] = "http://proxy.internal:3128"
+    >>> proxy_for("http://10.0.0.5:8000/v1/chat/completions"), proxy_for("http://127.0.0.1/v1")
+    ('http://proxy.internal:3128', None)
+    >>> del os.environ["HTTP_PROXY"]
+    """
+    import ipaddress
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+        return None
+    return proxy
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -312,6 +312,14 @@ def _check_gates(c: Any, name: str, s: Any, metrics: list[str]) -> tuple[Any, ..
     return tuple(gates)
 
 
+def _is_openai(base_url: str) -> bool:
+    """Whether a base_url is OpenAI's own API (api.openai.com, or Azure OpenAI)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "api.openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
+
+
 def _check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: Any) -> None:
     """Refuse a constraint the model's provider cannot honour; warn when `max_tokens` looks
     too small for the smallest valid output."""
@@ -333,6 +341,19 @@ def _check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: 
     schema = c.schemas.get(out.schema_) if out.schema_ else None
     if not isinstance(schema, dict):
         return
+    if m.provider == "openai" and _is_openai(m.base_url):
+        from llmspec.jsonschemas import strict_problem
+
+        problem = strict_problem(schema)
+        if problem is not None:
+            c.warn(
+                "W011",
+                f"OpenAI's strict structured outputs reject schema `{out.schema_}` (prompt "
+                f"`{prompt}`, model `{model}`): {problem}",
+                ("suites", suite, "models", i),
+                "add `additionalProperties: false` to every object and list all its properties "
+                "in `required`; vLLM, llama.cpp's server and Ollama take the schema as it is",
+            )
     from llmspec.schemasize import smallest_instance_chars, typical_instance_chars
 
     steered = out.on_budget == "close" and PROVIDERS[m.provider].engine == "llguidance"

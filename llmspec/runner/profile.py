@@ -46,6 +46,13 @@ class RunnerProfile(BaseModel):
         2, ge=1, le=256, description="workers for jobs not bound to a model (scoring, indexing)"
     )
     allow_unauthenticated: Bool = False
+    threads: Int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch/OpenMP threads per model replica (and for the inline runner); "
+        "default: OMP_NUM_THREADS, else 1",
+    )
 
     @property
     def embedded(self) -> bool:

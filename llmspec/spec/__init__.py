@@ -83,6 +83,12 @@ class OpenAIModel(Spec):
     concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per model")
     timeout_s: Float = Field(60, gt=0)
     max_retries: Int = Field(4, ge=0, le=20)
+    max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
+        "auto",
+        description="the request field that carries params.max_tokens: max_tokens (vLLM, "
+        "llama.cpp, Ollama), max_completion_tokens (newer OpenAI models), or auto: max_tokens, "
+        "switching when the server asks for max_completion_tokens",
+    )
 
 
 class EchoModel(Spec):
@@ -361,6 +367,7 @@ OUTPUT_NEUTRAL: dict[str, str] = {
     "OpenAIModel.concurrency": "requests in flight",
     "OpenAIModel.timeout_s": "how long to wait; a timed-out row is retried, never stored",
     "OpenAIModel.max_retries": "how often to retry; a failed row is never stored",
+    "OpenAIModel.max_tokens_param": "the name the server takes for the same output limit",
     "HttpTarget.token": "a secret reference; secrets never enter keys",
 }
 
