@@ -19,6 +19,12 @@ Ollama, OpenAI) over HTTP with aiohttp.
 - The API key is read from the environment at call time, sent only in the Authorization header,
   and replaced by `***` in anything that comes back from the server or a library (texts, error
   messages, log lines). It is never stored on the provider.
+- A circuit breaker per provider: after `circuit_breaker` consecutive failed attempts
+  (connection errors, timeouts, 5xx, broken bodies; not 429, which is a live server asking to
+  slow down, nor a 4xx refusal) with no success between them, the server is taken for down and
+  every request of the call still waiting or retrying fails at once ("circuit open"). The next
+  call sends its first request alone, one attempt, as a probe: a success closes the circuit, a
+  failure fails that call's rows at once. Any success closes it.
 - A row that fails is a `Result` with finish="error" and empty text; the other rows of the batch
   are unaffected. Nothing is cached here.
 """
@@ -57,18 +63,49 @@ class _ConfigError(Exception):
 class _Retry(Exception):
     """An attempt failed in a way another attempt may fix."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, rate_limited: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited  # 429: the server is up, asking to slow down
 
 
 class _Fail(Exception):
     """An attempt failed in a way no other attempt will fix."""
 
 
+class _CircuitOpen(_Fail):
+    """The server failed too many attempts in a row: no more are made."""
+
+
 class _TokenParam(_Fail):
     """The server takes the output limit as `max_completion_tokens`, not `max_tokens` (newer
     OpenAI models answer HTTP 400 `unsupported_parameter`)."""
+
+
+@dataclass
+class Breaker:
+    """Consecutive failed attempts against one server; open at `threshold` (0: never)."""
+
+    threshold: int
+    failures: int = 0
+    last: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.threshold > 0 and self.failures >= self.threshold
+
+    def success(self) -> None:
+        self.failures = 0
+
+    def failure(self, why: str) -> None:
+        self.failures += 1
+        self.last = why
+
+    def refusal(self) -> _CircuitOpen:
+        return _CircuitOpen(
+            f"circuit open: {self.failures} attempts in a row failed (last: {self.last}); the "
+            "server looks down, so no more requests are sent in this call"
+        )
 
 
 @dataclass
@@ -107,6 +144,7 @@ class OpenAIProvider:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.retry_after_cap = retry_after_cap
+        self.breaker = Breaker(spec.circuit_breaker)
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(model={self.spec.model!r}, base_url={self.spec.base_url!r})"
@@ -141,7 +179,15 @@ class OpenAIProvider:
         connector = aiohttp.TCPConnector(limit=self.spec.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            return list(await asyncio.gather(*(self._one(session, call, r) for r in requests)))
+            first: list[Result] = []
+            if self.breaker.open:  # down at the last call: one probe before the rest
+                first = [await self._one(session, call, requests[0], probe=True)]
+                if self.breaker.open:
+                    why = str(self.breaker.refusal())
+                    return first + [_error(r, call.scrub(why), 0.0) for r in requests[1:]]
+                requests = requests[1:]
+            rest = await asyncio.gather(*(self._one(session, call, r) for r in requests))
+            return first + list(rest)
 
     # -- configuration, read at call time -------------------------------------------------
 
@@ -224,19 +270,20 @@ class OpenAIProvider:
             }
         return body
 
-    async def _one(self, session: Any, call: _Call, r: Request) -> Result:
+    async def _one(self, session: Any, call: _Call, r: Request, probe: bool = False) -> Result:
         try:
-            return await self._attempts(session, call, r)
+            return await self._attempts(session, call, r, probe)
         except Exception as e:  # a bug must not take the other rows of the batch with it
             return _error(r, call.scrub(f"{type(e).__name__}: {e}"), 0.0)
 
-    async def _attempts(self, session: Any, call: _Call, r: Request) -> Result:
+    async def _attempts(self, session: Any, call: _Call, r: Request, probe: bool) -> Result:
         try:
             body = self._body(r)
         except _Fail as e:
             return _error(r, call.scrub(str(e)), 0.0)
         loop = asyncio.get_running_loop()
-        attempts = self.spec.max_retries + 1
+        attempts = 1 if probe else self.spec.max_retries + 1
+        breaker = self.breaker
         seconds = 0.0
         attempt = 0
         while True:
@@ -246,6 +293,8 @@ class OpenAIProvider:
                     await asyncio.sleep(wait)
                 if self.token_param not in body:  # another request found the server's name
                     body = self._body(r)
+                if breaker.open and not probe:
+                    return _error(r, call.scrub(str(breaker.refusal())), seconds)
                 t0 = time.perf_counter()
                 try:
                     data = await self._post(session, call, body)
@@ -255,9 +304,15 @@ class OpenAIProvider:
                 seconds = time.perf_counter() - t0
             if problem is None:
                 try:
-                    return self._result(r, call, data, seconds)
+                    result = self._result(r, call, data, seconds)
+                    breaker.success()
+                    return result
                 except (_Retry, _Fail) as e:
                     problem = e
+            if isinstance(problem, _Retry) and not problem.rate_limited:
+                breaker.failure(call.scrub(str(problem)))
+            elif isinstance(problem, _Fail):
+                breaker.success()  # the server is up: it answered, and said no
             if isinstance(problem, _TokenParam) and "max_tokens" in body:
                 if self.switch_token_param:  # ask again at once, with the name it asked for
                     self.token_param = "max_completion_tokens"
@@ -273,7 +328,10 @@ class OpenAIProvider:
             assert isinstance(problem, _Retry)
             if attempt + 1 == attempts:
                 tries = f"{attempts} attempts" if attempts > 1 else "1 attempt, no retries"
+                tries = "1 attempt, a probe of a server that looked down" if probe else tries
                 return _error(r, call.scrub(f"{problem} (gave up after {tries})"), seconds)
+            if breaker.open:
+                return _error(r, call.scrub(str(breaker.refusal())), seconds)
             delay = self.delay(attempt, problem.retry_after)
             if problem.retry_after is not None:
                 call.pause_until = max(call.pause_until, loop.time() + delay)
@@ -316,7 +374,7 @@ class OpenAIProvider:
         text = f"HTTP {status} from the server" + (f": {message}" if message else "")
         if status in RETRYABLE:
             wait = parse_retry_after(retry_after) if status in HONOURS_RETRY_AFTER else None
-            raise _Retry(text, wait)
+            raise _Retry(text, wait, rate_limited=status == 429)
         if status == 400 and "max_completion_tokens" in message and "max_tokens" in body:
             raise _TokenParam(text)
         raise _Fail(text)

@@ -83,6 +83,14 @@ class OpenAIModel(Spec):
     concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per model")
     timeout_s: Float = Field(60, gt=0)
     max_retries: Int = Field(4, ge=0, le=20)
+    circuit_breaker: Int = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description="consecutive failed attempts (connection errors, timeouts, 5xx) after which "
+        "the server is taken for down: the shard's other rows fail at once, and the next shard "
+        "sends one probe first; 0: never",
+    )
     max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
         "auto",
         description="the request field that carries params.max_tokens: max_tokens (vLLM, "
@@ -368,6 +376,8 @@ OUTPUT_NEUTRAL: dict[str, str] = {
     "OpenAIModel.timeout_s": "how long to wait; a timed-out row is retried, never stored",
     "OpenAIModel.max_retries": "how often to retry; a failed row is never stored",
     "OpenAIModel.max_tokens_param": "the name the server takes for the same output limit",
+    "OpenAIModel.circuit_breaker": "when to stop calling a server that is down; a failed "
+    "shard is never stored",
     "HttpTarget.token": "a secret reference; secrets never enter keys",
 }
 

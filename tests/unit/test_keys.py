@@ -92,6 +92,7 @@ SPEC: dict[str, Any] = {
             "concurrency": 4,
             "timeout_s": 30,
             "max_retries": 2,
+            "circuit_breaker": 6,
             "max_tokens_param": "max_completion_tokens",
             "params": {"max_tokens": 40},
         },
