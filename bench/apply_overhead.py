@@ -69,10 +69,10 @@ BREAKDOWN = [  # dependencies first, so that from-imports pick up the wrapped fu
     "llmspec.apply:apply_plan",
 ]
 WHAT = {
-    "Store.put": "store write: canonical JSON + digest + temp file + rename",
+    "Store.put": "store write: canonical JSON + digest + append to the pack and its index",
     "Store.get (in run_job)": "read dependency outputs back from the store, as a job asks",
     "Store.get (in update_lock)": "update_lock re-reads every stored result",
-    "Store.keys": "list the store (one stat + last byte per entry)",
+    "Store.keys": "list the store (read the index, one byte of the pack per entry)",
     "RunLog.write": "run log: json.dumps + write + flush, 2 per job",
     "render_lock": "render_lock: model_dump + indented json.dumps",
     "write_lock": "write_lock: compare bytes, temp file, fsync, rename",
