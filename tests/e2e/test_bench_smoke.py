@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ class Bench:
     tables: tuple[tuple[str, ...], ...]  # the column names of each table it prints, in order
     needs: tuple[str, ...] = ()  # modules it imports besides llmspec's own dependencies
     timeout: int = TIMEOUT
+    browser_tables: tuple[tuple[str, ...], ...] = ()  # printed where Chromium can be driven
 
 
 BENCHES = (
@@ -48,8 +50,25 @@ BENCHES = (
             ("where", "function (caller)", "calls", "s", "ms/job", "share"),
             ("case", "median ms", "min-max", "/ python", "/ --help", "target"),
             ("stage", "echo-example", "grid"),
-            ("how", "ms per result", "/ Store.put"),
+            ("how", "ms per result", "/ file per result"),
         ),
+    ),
+    Bench(
+        "startup.py",
+        (
+            ("case", "median s", "min-max (ms)", "/ inline", "goal"),
+            ("case", "median ms", "min-max", "/ python -c pass", "goal"),
+        ),
+        ("ray",),  # `--runner local` starts Ray
+        SLOW_TIMEOUT,
+    ),
+    Bench(
+        "hub.py",
+        (
+            ("Recorder.finish per run", "json.dumps of the same document", "ratio"),
+            ("endpoint", "median", "min-max (ms)", "bytes"),
+        ),
+        browser_tables=(("runs view", "rendered in"), ("compare", "rendered in")),
     ),
     Bench("large_dataset.py", (("rows", "jobs", "apply s", "rows/s", "peak RSS MiB"),)),
     Bench("fuzz.py", (("input", "cases", "ok", "refused", "internal", "hangs"),)),
@@ -71,7 +90,18 @@ BENCHES = (
     ),
     Bench(
         "schema_coverage.py",
-        (("schema", "compiles", "rows", "valid", "+fmt", "trunc", "err", "max tok"),),
+        (
+            ("schema", "strict", "best_effort", "features / left to the check"),
+            ("best_effort: schemas accepted", "outputs that validate", "closed early"),
+        ),
+        ("torch", "transformers"),
+    ),
+    Bench(
+        "budget_close.py",
+        (
+            ("model", "max_tokens", "constraint", "truncate", "close", "within budget"),
+            ("tight budget (48)", "truncate", "ms/token", "close", "ratio"),
+        ),
         ("torch", "transformers"),
     ),
     Bench(
@@ -131,6 +161,14 @@ def run_smoke(script: str, cwd: Path, timeout: int = TIMEOUT) -> tuple[int, str]
     return proc.returncode, out + "\n" + err
 
 
+def _can_drive_chromium() -> bool:
+    """What bench/hub.py looks for before it times the page: Debian's chromium and
+    Playwright's Python client."""
+    return (
+        shutil.which("chromium") is not None and importlib.util.find_spec("playwright") is not None
+    )
+
+
 def _param(b: Bench) -> object:
     marks = [pytest.mark.slow] if b.needs else []
     return pytest.param(b, id=b.script.removesuffix(".py"), marks=marks)
@@ -143,7 +181,8 @@ def test_benchmark_runs_at_smoke_size(bench: Bench, tmp_path: Path) -> None:
         pytest.skip(f"needs {', '.join(missing)}")
     code, output = run_smoke(bench.script, tmp_path, bench.timeout)
     assert code == 0, f"{bench.script} --smoke exited {code}:\n{output[-3000:]}"
-    for columns in bench.tables:
+    tables = bench.tables + (bench.browser_tables if _can_drive_chromium() else ())
+    for columns in tables:
         assert has_table(output, columns), (
             f"{bench.script} --smoke printed no table with columns {columns}:\n{output[-3000:]}"
         )
