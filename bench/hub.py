@@ -165,9 +165,11 @@ def main() -> None:
               f"({statistics.median(finish) / rows * 1e6:.0f} us per row); "
               f"json.dumps of the same document: {ms(statistics.median(dumps))}; "
               f"ratio {statistics.median(finish) / statistics.median(dumps):.1f}x")  # fmt: skip
-        print(f"  database: {size / 2**20:.1f} MiB for {n_rows:,} rows "
-              f"({size / n_rows:.0f} bytes per row); row contents stored {n_contents:,} times "
-              f"({n_contents / n_rows:.0%} of the rows; the rest share an earlier run's)")
+        print(
+            f"  database: {size / 2**20:.1f} MiB for {n_rows:,} rows "
+            f"({size / n_rows:.0f} bytes per row); row contents stored {n_contents:,} times "
+            f"({n_contents / n_rows:.0%} of the rows; the rest share an earlier run's)"
+        )
 
         running = server.start(root)
         try:

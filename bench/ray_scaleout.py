@@ -16,17 +16,23 @@ so every replica has several shards to do. Ray is started once with 2 CPUs. Case
   defaults): the model pool shares 1 CPU, so Ray gives each replica 0.5 CPU, and each gets 1
   thread (the default, or OMP_NUM_THREADS), so both replicas still run at once.
 
-Model replicas cannot stay up
-across cases (together they would claim more than the 2 CPUs), so each visit of a case starts
-its actors, warms every replica with one shard and the general actor with a score job over
-empty shards (untimed), applies --applies times on a fresh store (timed), and kills them. The
-cases take turns, the order rotating each round; medians over all applies of a case.
+Model replicas cannot stay up across cases (together they would claim more than the 2 CPUs),
+so each visit of a case starts its actors, warms every replica with one shard and runs the
+other jobs once over empty shards, so that whatever they need is up and imported (untimed),
+applies --applies times on a fresh store (timed), and kills them. The cases take turns, the
+order rotating each round; medians over all applies of a case.
 
-    .venv/bin/python bench/ray_scaleout.py [--quick] [--rows 160] [--rounds 2] [--applies 2]
+    .venv/bin/python bench/ray_scaleout.py [--quick | --smoke] [--rows 160] [--rounds 2]
+        [--applies 2]
+
+`--smoke` (16 rows in 2 shards of 8, 24 tokens, 1 round of 1 apply, and only the cases the
+report compares: 1 replica, 1 thread; 2 replicas, 1 thread each; 2 replicas, 2 threads each)
+checks that the benchmark runs; its figures mean little, and most of its time is Ray starting
+actors. It runs Ray's workers at niceness 0 (unless --worker-niceness says otherwise), so that
+a busy machine does not starve them.
 
 Goals: 2 replicas >= 1.8x the rows per second of 1 replica on a quiet machine; 1 thread per
-replica no slower than 2 when the replicas fill the cores. `--smoke`: 32 rows, one visit of
-each case, to prove the benchmark still runs.
+replica no slower than 2 when the replicas fill the cores.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from _tiny import (
     build_model,
     compile_graph,
     fresh_apply,
+    generate_jobs,
     load_avg,
     med,
     rng,
@@ -90,8 +97,11 @@ def nice_of(pid: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="128 rows (8 shards), 1 round")
-    ap.add_argument("--smoke", action="store_true", help="32 rows, 1 round, 1 apply per case")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="128 rows (8 shards), 1 round")
+    size.add_argument(
+        "--smoke", action="store_true", help="16 rows (2 shards), 24 tokens, 1 apply, 3 cases"
+    )
     ap.add_argument(
         "--cases",
         default=None,
@@ -116,7 +126,9 @@ def main() -> None:
     if args.quick:
         args.rows, args.rounds = 128, 1
     if args.smoke:
-        args.rows, args.rounds, args.applies, args.max_tokens = 32, 1, 1, 32
+        args.rows, args.shard_rows, args.rounds, args.applies, args.max_tokens = 16, 8, 1, 1, 24
+        if args.worker_niceness is None:  # not starved by the rest of a busy machine
+            args.worker_niceness = 0
     if args.worker_niceness is not None:
         os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     t_all = time.perf_counter()
@@ -170,18 +182,18 @@ def main() -> None:
         def visit(c: Case) -> None:
             graph, project = graphs[c.name], projects[c.name]
             runner = RayRunner(RunnerProfile(reserve_cpus=c.reserve, threads=c.threads))
-            gens = sorted(
-                (j for j in graph.jobs.values() if j.kind == "generate"),
-                key=lambda j: j.inputs["rows"]["range"][0],
-            )
+            gens = generate_jobs(graph)
             warm: list = []
             t0 = time.perf_counter()
-            # one shard per replica: every actor up, its model loaded, its grammar compiled,
+            # one shard per replica: every actor up, its model loaded, its grammar compiled
             runner.run(graph, gens[: c.replicas], _no_deps, lambda _id: None, warm.append)
             c.start_s.append(time.perf_counter() - t0)
             assert all(o.status == "done" for o in warm), warm
-            # (score jobs run in the driver: no other actor to warm)
-            c.shape = runner._plan_pools(gens)["model:tiny"]
+            # and the other jobs once over empty shards, wherever they run (the driver, or a
+            # worker of their own that must not start inside a timed apply); outcomes unused
+            rest = [j for j in graph.jobs.values() if j.kind != "generate"]
+            runner.run(graph, rest, _empty, lambda _id: None, lambda _o: None)
+            c.shape = runner.shapes["model:tiny"]
             for _ in range(args.applies):
                 measure(c, graph, project, runner)
             runner.close()
@@ -201,7 +213,7 @@ def main() -> None:
             c.tail.append(a.wall - span)
             c.score += [a.ends[j] - a.starts[j] for j in a.outcomes if j.startswith("score.")]
             c.spans.append(span)
-            c.shard_s += [a.outcomes[j].meta.get("provider_seconds", 0.0) for j in ids]
+            c.shard_s += [a.outcomes[j].meta["provider_seconds"] for j in ids]
             c.busy.append(sum(a.outcomes[j].seconds for j in ids) / (c.replicas * span))
             c.cpu_share.append(sum(y - x for x, y in zip(cpu0, cpu1, strict=True)) / a.wall)
             print(
@@ -240,7 +252,8 @@ def main() -> None:
     print(
         "\nrows/s: rows / apply_plan wall (with the score job and the lock); gen rows/s: rows /"
         " (first generate start -> last generate outcome)."
-        "\ns/shard: median decoding time of one 16-row shard inside a replica. busy: share of "
+        f"\ns/shard: median decoding time of one {args.shard_rows}-row shard inside a replica. "
+        "busy: share of "
         "the generate span each replica spent in a job. CPU: CPU seconds of all replicas / "
         "apply wall (2.0 = both cores)."
     )
@@ -282,6 +295,11 @@ def main() -> None:
 
 def _no_deps(job_id: str):
     raise AssertionError(f"generate jobs have no dependencies ({job_id})")
+
+
+def _empty(job_id: str) -> tuple[dict, dict]:
+    """A stand-in output for any dependency: a shard without rows."""
+    return {"rows": []}, {}
 
 
 if __name__ == "__main__":
