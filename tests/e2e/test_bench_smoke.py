@@ -138,7 +138,12 @@ def run_smoke(script: str, cwd: Path, timeout: int = TIMEOUT) -> tuple[int, str]
 
     On timeout the script gets SIGINT first, so that it unwinds and its Ray shuts down, then
     its whole process group is killed."""
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # PYTHONPATH: the script, and the Ray workers it starts, import this llmspec
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(REPO),
+    }
     proc = subprocess.Popen(
         [sys.executable, str(BENCH / script), "--smoke"],
         cwd=cwd,

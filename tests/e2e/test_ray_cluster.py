@@ -42,6 +42,7 @@ def ray_head():
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
         RAY_AUTH_MODE="token",
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+        PYTHONPATH=str(REPO),  # the cluster's workers import this llmspec, as its nodes would
     )
     proc = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1",
