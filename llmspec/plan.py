@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from llmspec.compile import Job, JobGraph, toolchain
+from llmspec.compile import Job, JobGraph, pick, toolchain
 from llmspec.diffs import describe, is_digest, sentence
 from llmspec.hashing import digest
 from llmspec.lock import FACT_SECTIONS, Lock, LockedJob
@@ -180,8 +180,8 @@ def _reason(job: Job, name: str, before: Any, after: Any, graph: JobGraph, lock:
         old_fact = _unobserved(lock.fact(section, entity)) if lock else None
         new_fact = graph.facts.get(section, {}).get(entity)
         if keys is not None:
-            old_fact = _pick(old_fact, keys)
-            new_fact = _pick(new_fact, keys)
+            old_fact = pick(old_fact, keys)
+            new_fact = pick(new_fact, keys)
         label = f"{SINGULAR[section]} `{entity}`"
         phrases = describe(old_fact, new_fact) if old_fact is not None else []
         return f"{label} {sentence(phrases)}" if phrases else f"{label} changed"
@@ -192,12 +192,6 @@ def _reason(job: Job, name: str, before: Any, after: Any, graph: JobGraph, lock:
     if is_digest(before) or is_digest(after):
         return f"{name} changed"
     return sentence(describe(before, after, name)) or f"{name} changed"
-
-
-def _pick(fact: Any, keys: tuple[str, ...]) -> Any:
-    if not isinstance(fact, dict):
-        return fact
-    return {k: fact[k] for k in keys if k in fact}
 
 
 # -- saved plans ----------------------------------------------------------------------------

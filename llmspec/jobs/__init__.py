@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 KINDS: dict[str, str] = {
+    "chunks": "llmspec.jobs.chunks:KIND",
     "index": "llmspec.jobs.index:KIND",
     "testgen": "llmspec.jobs.testgen:KIND",
     "generate": "llmspec.jobs.generate:KIND",
