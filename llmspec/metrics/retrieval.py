@@ -148,16 +148,18 @@ def sentences(text: str) -> list[str]:
 
 def groundedness(rows: Rows, opts: dict[str, Any], ctx: Any) -> list[float | None]:
     """Share of the answer's sentences whose embedding is within `threshold` (cosine) of a
-    retrieved chunk's; 0 when nothing was retrieved, None without an answer."""
+    retrieved chunk's; 0 when nothing was retrieved; None without an answer, or for one that
+    abstains (it claims nothing)."""
     import numpy as np
 
+    from llmspec.metrics.options import ABSTAIN_PHRASES
     from llmspec.vectors import embed
 
     plans: list[tuple[list[int], list[int]] | None] = []
     texts: list[str] = []
     for r in rows:
         answer = text_of(r, opts.get("field"))
-        parts = sentences(answer) if answer else []
+        parts = sentences(answer) if answer and not abstains(answer, ABSTAIN_PHRASES) else []
         if not parts:
             plans.append(None)
             continue

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmspec.report import comparison_line, gate_groups, gate_line, verdict, with_interval
+from llmspec.report import (
+    comparison_line,
+    failure_line,
+    gate_groups,
+    gate_line,
+    kind_table,
+    testset_line,
+    verdict,
+    with_interval,
+)
 
 
 def render(results: Any) -> str:
     lines = [f"### llmspec results: `{results.project}`", ""]
+    for t in results.testsets:
+        lines += [f"- {testset_line(t)}", ""]
     if not results.suites:
         return "\n".join(lines + ["No suites."]) + "\n"
     for s in results.suites:
@@ -28,6 +39,16 @@ def render(results: Any) -> str:
                     + " |"
                 )
             lines.append("")
+        for v in s.variants:
+            if v.by_kind:
+                header, rows = kind_table(v, s.metrics)
+                lines.append(f"<details><summary>`{v.name}` by question kind</summary>")
+                lines += ["", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+                lines += ["| " + " | ".join(r) + " |" for r in rows]
+                lines += ["", "</details>", ""]
+            line = failure_line(v)
+            if line:
+                lines += [f"- {line}", ""]
         if s.gates:
             for gate, v, checks in gate_groups(s.gates):
                 detail = gate_line(gate, v, checks).split(": ", 1)[1]
