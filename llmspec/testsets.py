@@ -133,7 +133,9 @@ def _pick(chunks: list[dict], among: list[int], *salt: Any) -> int:
     return max(among, key=lambda i: (_unit(*salt, chunks[i]["id"]), -i))
 
 
-def _second(chunks: list[dict], docs: dict, doc: str, first: int, seed: int, slot: int):
+def _second(
+    chunks: list[dict], docs: dict[str, list[int]], doc: str, first: int, seed: int, slot: int
+) -> int | None:
     """Another chunk of the same document, else one of another document."""
     same = [i for i in docs[doc] if i != first]
     if same:
@@ -145,7 +147,15 @@ def _second(chunks: list[dict], docs: dict, doc: str, first: int, seed: int, slo
     return _pick(chunks, docs[other], seed, slot, "second")
 
 
-def _distractor(chunks, vectors, docs, doc, first, seed, slot):  # type: ignore[no-untyped-def]
+def _distractor(
+    chunks: list[dict],
+    vectors: Any,
+    docs: dict[str, list[int]],
+    doc: str,
+    first: int,
+    seed: int,
+    slot: int,
+) -> int | None:
     """The chunk of another document (or, with one document, another chunk) closest to the
     item's own: related, but not what answers it."""
     names = [n for n in docs if n != doc]

@@ -165,7 +165,8 @@ def _top(scores: Any, ids: Any, k: int) -> tuple[Any, Any]:
             order = np.lexsort((ids[r, keep], -scores[r, keep]))[:k]
             out_s[r], out_i[r] = scores[r, keep[order]], ids[r, keep[order]]
         return out_s, out_i
-    valid = ids >= 0
-    order = np.lexsort((np.where(valid, ids, np.iinfo(np.int64).max), -np.where(valid, scores,
-                       -np.inf)), axis=1)[:, :k]  # fmt: skip
+    valid = ids >= 0  # faiss pads with -1 when it has fewer candidates than asked
+    by_id = np.where(valid, ids, np.iinfo(np.int64).max)
+    by_score = -np.where(valid, scores, -np.inf)
+    order = np.lexsort((by_id, by_score), axis=1)[:, :k]
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)

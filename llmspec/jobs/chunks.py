@@ -104,9 +104,8 @@ def _dataset_chunks(job: Any, deps: Any, ctx: Any) -> list[dict[str, Any]]:
             raise JobError(f"row {i} of dataset `{src['dataset']}` has no `{src['column']}`")
         doc = f"{src['dataset']}[{i}]"
         sections = [Section(None, str(value).strip())] if str(value).strip() else []
-        for n, ch in enumerate(chunk_sections(sections, c["size"], c["overlap"], c["unit"],
-                                              tokenizer)):  # fmt: skip
-            out.append({"id": f"{doc}#{n}", "source": doc} | ch)
+        pieces = chunk_sections(sections, c["size"], c["overlap"], c["unit"], tokenizer)
+        out += [{"id": f"{doc}#{n}", "source": doc} | ch for n, ch in enumerate(pieces)]
     return out
 
 

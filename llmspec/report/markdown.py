@@ -6,7 +6,6 @@ from typing import Any
 
 from llmspec.report import (
     comparison_line,
-    failure_line,
     gate_groups,
     gate_line,
     kind_table,
@@ -29,10 +28,16 @@ def render(results: Any) -> str:
             lines.append(f"_{s.description}_")
         lines.append("")
         if s.variants:
-            lines.append("| variant | rows | errors | truncated | " + " | ".join(s.metrics) + " |")
-            lines.append("|---" * (4 + len(s.metrics)) + "|")
+            blamed = any(v.failures for v in s.variants)
+            extra = ["wrong answers by component"] if blamed else []
+            lines.append(
+                "| variant | rows | errors | truncated | " + " | ".join(s.metrics + extra) + " |"
+            )
+            lines.append("|---" * (4 + len(s.metrics) + len(extra)) + "|")
             for v in s.variants:
                 vals = [with_interval(v.metrics.get(m), m) for m in s.metrics]
+                if blamed:
+                    vals.append(", ".join(f"{c} {n}" for c, n in v.failures.items()) or "-")
                 lines.append(
                     f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | "
                     + " | ".join(vals)
@@ -46,9 +51,6 @@ def render(results: Any) -> str:
                 lines += ["", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
                 lines += ["| " + " | ".join(r) + " |" for r in rows]
                 lines += ["", "</details>", ""]
-            line = failure_line(v)
-            if line:
-                lines += [f"- {line}", ""]
         if s.gates:
             for gate, v, checks in gate_groups(s.gates):
                 detail = gate_line(gate, v, checks).split(": ", 1)[1]
