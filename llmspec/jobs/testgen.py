@@ -161,7 +161,7 @@ def _generate(job: Any, ctx: Any, todo: list[Any], chunks: list[dict], keys: dic
     out = []
     for s, r in zip(todo, results, strict=True):
         try:
-            qa = json.loads(r.text) if r.finish == "stop" else None
+            qa = json.loads(r.text) if r.finish in ("stop", "budget") else None
         except ValueError:
             qa = None
         out.append(ts.new_item(s, keys[s.slot], chunks, qa if isinstance(qa, dict) else None))

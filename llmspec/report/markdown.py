@@ -31,15 +31,17 @@ def render(results: Any) -> str:
             blamed = any(v.failures for v in s.variants)
             extra = ["wrong answers by component"] if blamed else []
             lines.append(
-                "| variant | rows | errors | truncated | " + " | ".join(s.metrics + extra) + " |"
+                "| variant | rows | errors | truncated | closed early | "
+                + " | ".join(s.metrics + extra)
+                + " |"
             )
-            lines.append("|---" * (4 + len(s.metrics) + len(extra)) + "|")
+            lines.append("|---" * (5 + len(s.metrics) + len(extra)) + "|")
             for v in s.variants:
                 vals = [with_interval(v.metrics.get(m), m) for m in s.metrics]
                 if blamed:
                     vals.append(", ".join(f"{c} {n}" for c, n in v.failures.items()) or "-")
                 lines.append(
-                    f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | "
+                    f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | {v.closed_early} | "
                     + " | ".join(vals)
                     + " |"
                 )

@@ -415,7 +415,7 @@ def test_pdf_without_pypdf_and_faiss_without_faiss_are_refused(tmp_path, monkeyp
     load_project(root)  # both installed here: fine
     monkeypatch.setitem(sys.modules, "pypdf", None)
     monkeypatch.setitem(sys.modules, "faiss", None)
-    assert _codes(root) == ["E039", "E064"]
+    assert _codes(root) == ["E039", "E067"]
 
 
 def test_a_knowledge_file_over_the_size_cap_is_refused(tmp_path, monkeypatch) -> None:
