@@ -210,15 +210,16 @@ def new_item(s: Slot, key: str, chunks: list[dict[str, Any]], qa: dict | None) -
 
 
 def text_problem(item: dict[str, Any], min_support: float) -> str | None:
-    """Why an item fails the checks that need no embedding: unparsable, blank, one_word,
-    unsupported (its reference answer shares too few words with its reference chunks)."""
+    """Why an item fails the checks that need no embedding: unparsable, blank (the question,
+    or the reference answer), one_word, unsupported (its reference answer shares too few words
+    with its reference chunks)."""
     from llmspec.metrics.retrieval import support
 
     q = item["question"]
     if q is None or item["expected"] is None:
         return "unparsable"
-    n = len([w for w in q.split() if any(ch.isalnum() for ch in w)])
-    if n == 0:
+    n = _words(q)
+    if n == 0 or _words(item["expected"]) == 0:
         return "blank"
     if n == 1:
         return "one_word"
@@ -226,6 +227,11 @@ def text_problem(item: dict[str, Any], min_support: float) -> str | None:
         if support(item["expected"], item["context"]) < min_support:
             return "unsupported"
     return None
+
+
+def _words(text: str) -> int:
+    """How many words of `text` hold a letter or digit."""
+    return len([w for w in text.split() if any(ch.isalnum() for ch in w)])
 
 
 def row_of(item: dict[str, Any]) -> dict[str, Any]:

@@ -227,6 +227,10 @@ def test_quality_checks_name_their_reason() -> None:
     }
     for reason, item in cases.items():
         assert text_problem(base | item, 0.5) == reason
+    # a reference answer without a word is blank too (a reply closed early within max_tokens)
+    assert text_problem(base | {"question": "How long do refunds take?", "expected": "}"}, 0) == (
+        "blank"
+    )
 
 
 # -- retrieval metrics --------------------------------------------------------------------------
