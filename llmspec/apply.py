@@ -33,6 +33,7 @@ class ApplyReport:
     skipped: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     gates_failed: list[str] = field(default_factory=list)
+    exported: list[str] = field(default_factory=list)  # project files written from outputs
     lock_written: bool = False
     interrupted: bool = False
     lock: Lock | None = None  # the lock as written at the end
@@ -177,6 +178,8 @@ def apply_plan(
         failed = True  # refused (say, an unreachable cluster) or broken: re-raised below
         raise
     finally:
+        if graph.limit is None:
+            report.exported = write_exports(graph, store, report, results, stored, only)
         if (report.interrupted or failed) and not results and not report.failed:
             report.lock = old_lock  # nothing finished: the lock says what it said before
         else:
@@ -186,6 +189,51 @@ def apply_plan(
                 report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
+
+
+def write_exports(
+    graph: JobGraph,
+    store: Store,
+    report: ApplyReport,
+    results: dict[str, tuple[str, Any]],
+    stored: set[str],
+    only: set[str] | None = None,
+) -> list[str]:
+    """Write the project files that mirror job outputs (a generated test set's export), for
+    the jobs that ran or were reused now, and for finished ones whose file is missing. A file
+    already holding those bytes is left alone. Returns the files written."""
+    from llmspec.fsutil import write_atomic
+    from llmspec.jobs import kind as record
+
+    written = []
+    for job in graph.jobs.values():
+        rec = record(job.kind)
+        if rec.exports is None or rec.export_bytes is None:
+            continue
+        if only is not None and job.id not in only:
+            continue
+        paths = rec.exports(job)
+        if job.id in results:
+            output = results[job.id][1]
+        elif job.id in report.reused or (
+            job.key in stored and any(not (graph.root / p).exists() for p in paths)
+        ):
+            s = store.get(job.key)
+            output = s.output if s is not None else None
+        else:
+            continue
+        if output is None:
+            continue
+        for rel, data in rec.export_bytes(job, output).items():
+            target = graph.root / rel
+            try:
+                if target.read_bytes() == data:
+                    continue
+            except OSError:
+                pass
+            write_atomic(target, data)
+            written.append(rel)
+    return written
 
 
 def update_lock(

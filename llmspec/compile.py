@@ -27,7 +27,8 @@ from llmspec.facts import Facts, summarize
 from llmspec.hashing import HashCache, canonical, digest
 
 TOOLCHAIN = ("guidance", "llguidance", "transformers", "torch", "ray", "sentence-transformers")
-Origin = tuple[str, str, tuple[str, ...] | None]  # (fact section, name, the keys it takes)
+Key = str | tuple[str, ...]  # a key of a fact, or a path into it (`("files", "kb/a.md")`)
+Origin = tuple[str, str, tuple[Key, ...] | None]  # (fact section, name, the keys it takes)
 _SINGULAR = {
     "models": "model",
     "prompts": "prompt",
@@ -127,6 +128,28 @@ def toolchain() -> dict[str, str]:
     return out
 
 
+def pick(fact: Any, keys: tuple[Key, ...]) -> Any:
+    """The part of a fact that `keys` name; a tuple key is a path, kept nested.
+
+    >>> pick({"a": 1, "files": {"x.md": "d1", "y.md": "d2"}, "b": 2}, ("a", ("files", "y.md")))
+    {'a': 1, 'files': {'y.md': 'd2'}}
+    """
+    if not isinstance(fact, dict):
+        return fact
+    out: dict[str, Any] = {}
+    for key in keys:
+        path = key if isinstance(key, tuple) else (key,)
+        node, target = fact, out
+        for i, part in enumerate(path):
+            if not isinstance(node, dict) or part not in node:
+                break
+            if i == len(path) - 1:
+                target[part] = node[part]
+            else:
+                node, target = node[part], target.setdefault(part, {})
+    return out
+
+
 class Inputs:
     """A job's named inputs as they are gathered: values taken from facts remember where they
     came from (for the plan's reasons), others are set directly.
@@ -140,10 +163,11 @@ class Inputs:
         self.values: dict[str, Any] = {}
         self.origin: dict[str, Origin] = {}
 
-    def take(self, name: str, section: str, entity: str, keys: tuple[str, ...] | None = None):
-        """Input `name` is the fact `section.entity` (or its `keys`)."""
+    def take(self, name: str, section: str, entity: str, keys: tuple[Key, ...] | None = None):
+        """Input `name` is the fact `section.entity` (or its `keys`; a key may be a path into
+        the fact, such as `("files", "kb/a.md")`: one file of a knowledge source)."""
         whole = getattr(self.facts, _SINGULAR[section])(entity)
-        self.values[name] = whole if keys is None else {k: whole[k] for k in keys if k in whole}
+        self.values[name] = whole if keys is None else pick(whole, keys)
         self.origin[name] = (section, entity, keys)
         return self
 

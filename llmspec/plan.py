@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from llmspec.compile import Job, JobGraph, toolchain
+from llmspec.compile import Job, JobGraph, pick, toolchain
 from llmspec.diffs import describe, is_digest, sentence
 from llmspec.hashing import digest
 from llmspec.lock import FACT_SECTIONS, Lock, LockedJob
@@ -56,6 +56,7 @@ class Plan:
     lock_digest: str
     graph_digest: str
     lock_changes: tuple[str, ...] = ()  # facts that move in the lock without a job re-running
+    exports: tuple[str, ...] = ()  # files of finished jobs that apply writes again (missing)
 
     @property
     def to_run(self) -> tuple[str, ...]:
@@ -63,7 +64,11 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not [c for c in self.changes if c.action != "read"] and not self.lock_changes
+        return (
+            not [c for c in self.changes if c.action != "read"]
+            and not self.lock_changes
+            and not self.exports
+        )
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in SYMBOLS}
@@ -91,8 +96,12 @@ def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest:
     changes: list[Change] = []
     unchanged = 0
     changed_ids: set[str] = set()
+    exports: list[str] = []
     for job in graph.jobs.values():  # dependency order, so causes come before effects
         old = locked.get(job.id)
+        rec = record(job.kind)
+        if rec.exports is not None and old is not None and old.key == job.key:
+            exports += [p for p in rec.exports(job) if not (graph.root / p).exists()]
         if record(job.kind).cache == "always":
             changes.append(Change("read", job.id, job.kind, ("a live probe: runs on every apply",)))
             changed_ids.add(job.id)
@@ -117,6 +126,7 @@ def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest:
         lock_digest,
         graph_digest(graph),
         tuple(fact_changes(graph, lock)),
+        tuple(exports),
     )
 
 
@@ -180,8 +190,8 @@ def _reason(job: Job, name: str, before: Any, after: Any, graph: JobGraph, lock:
         old_fact = _unobserved(lock.fact(section, entity)) if lock else None
         new_fact = graph.facts.get(section, {}).get(entity)
         if keys is not None:
-            old_fact = _pick(old_fact, keys)
-            new_fact = _pick(new_fact, keys)
+            old_fact = pick(old_fact, keys)
+            new_fact = pick(new_fact, keys)
         label = f"{SINGULAR[section]} `{entity}`"
         phrases = describe(old_fact, new_fact) if old_fact is not None else []
         return f"{label} {sentence(phrases)}" if phrases else f"{label} changed"
@@ -192,12 +202,6 @@ def _reason(job: Job, name: str, before: Any, after: Any, graph: JobGraph, lock:
     if is_digest(before) or is_digest(after):
         return f"{name} changed"
     return sentence(describe(before, after, name)) or f"{name} changed"
-
-
-def _pick(fact: Any, keys: tuple[str, ...]) -> Any:
-    if not isinstance(fact, dict):
-        return fact
-    return {k: fact[k] for k in keys if k in fact}
 
 
 # -- saved plans ----------------------------------------------------------------------------
@@ -223,6 +227,7 @@ class SavedPlan(BaseModel):
     summary: dict[str, int]
     changes: list[SavedChange]
     lock_changes: list[str] = []
+    exports: list[str] = []
 
 
 def to_saved(plan: Plan) -> SavedPlan:
@@ -239,6 +244,7 @@ def to_saved(plan: Plan) -> SavedPlan:
             for c in plan.changes
         ],
         lock_changes=list(plan.lock_changes),
+        exports=list(plan.exports),
     )
 
 
@@ -284,6 +290,10 @@ def render_text(plan: Plan) -> str:
         lines.append("Lock entries that change:")
         lines += [f"  ~ {x}" for x in plan.lock_changes]
         lines.append("")
+    if plan.exports:
+        lines.append("Files written again from stored results (missing):")
+        lines += [f"  * {x}" for x in plan.exports]
+        lines.append("")
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -305,6 +315,9 @@ def render_markdown(plan: Plan) -> str:
         why = "; ".join(ch.reasons).replace("|", "\\|")
         cached = " (cached)" if ch.cached else ""
         lines.append(f"| `{ch.symbol}` | `{ch.job_id}`{cached} | {why} |")
+    if plan.exports:
+        lines += ["", "Files written again from stored results (missing): "
+                  + ", ".join(f"`{x}`" for x in plan.exports)]  # fmt: skip
     if plan.lock_changes:
         lines += ["", "<details><summary>Lock entries that change</summary>", ""]
         lines += [f"- {x}" for x in plan.lock_changes]

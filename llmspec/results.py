@@ -42,6 +42,15 @@ class Agreement(_Frozen):
     flip_rate: float | None = Field(None, description="0/1 metrics: share whose verdict flips")
 
 
+class GroupResult(_Frozen):
+    """A variant's rows of one question kind: their count, each metric's n, mean, min, max
+    and rate, and the wrong answers by the component blamed."""
+
+    rows: int = 0
+    metrics: dict[str, MetricResult] = {}
+    failures: dict[str, int] = {}
+
+
 class VariantResult(_Frozen):
     name: str
     model: str
@@ -53,6 +62,14 @@ class VariantResult(_Frozen):
     causes: dict[str, int] = Field({}, description="row errors grouped by cause")
     metrics: dict[str, MetricResult] = {}
     repeats: dict[str, Agreement] = Field({}, description="agreement between repeats, by metric")
+    by_kind: dict[str, GroupResult] = Field(
+        {}, description="per question kind (the dataset's `kind` column), when rows have one"
+    )
+    failures: dict[str, int] = Field(
+        {},
+        description="suites that retrieve: wrong answers by the component blamed (retriever, "
+        "generator, knowledge base)",
+    )
 
 
 class Comparison(_Frozen):
@@ -97,6 +114,9 @@ class RowResult(_Frozen):
     tokens: int | None = None
     seconds: float | None = None
     attempts: int | None = Field(None, description="enforce: best_effort: generations tried")
+    failure: str | None = Field(
+        None, description="a wrong answer's component: retriever, generator, knowledge base"
+    )
 
 
 class MetricInfo(_Frozen):
@@ -104,6 +124,24 @@ class MetricInfo(_Frozen):
     kind: str
     higher_is_better: bool = True
     description: str = ""
+    method: str | None = Field(None, description="how it was computed, where that varies")
+
+
+class TestSetResult(_Frozen):
+    """A generated test set: its items by kind, the rejected ones by reason, its export."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    items: int = Field(0, description="accepted items: the dataset's rows")
+    slots: int = Field(0, description="items asked for, rejected ones included")
+    kinds: dict[str, int] = {}
+    rejected: dict[str, int] = Field({}, description="rejected items by reason")
+    export: str | None = None
+    digest: str | None = Field(None, description="of the export file")
+    kept: int | None = Field(None, description="items kept from the export file this apply")
+    generated: int | None = Field(None, description="items asked of the model this apply")
+    from_lock: bool = False
 
 
 class SuiteResult(_Frozen):
@@ -127,16 +165,51 @@ class Results(_Frozen):
     results_version: Literal[1] = RESULTS_VERSION
     project: str
     suites: list[SuiteResult] = []
+    testsets: list[TestSetResult] = []
 
 
 def collect_results(graph: Any, store: Any, lock: Any, spec: Any = None) -> Results:
     """The results of every suite in `graph`, from the store (or the lock where it lacks them).
     `spec` (the project) adds descriptions."""
-    suites = []
+    suites, testsets = [], []
     for job in graph.jobs.values():
         if job.kind == "gate":
             suites.append(_suite(graph, store, lock, job, spec))
-    return Results(project=graph.project, suites=suites)
+        elif job.kind == "testgen":
+            testsets.append(_testset(store, lock, job))
+    return Results(project=graph.project, suites=suites, testsets=testsets)
+
+
+def _testset(store: Any, lock: Any, job: Any) -> TestSetResult:
+    name = job.id.removeprefix("testgen.")
+    got = store.get(job.key)
+    if got is not None:
+        out, meta = got.output, got.meta
+        return TestSetResult(
+            name=name,
+            items=len(out["rows"]),
+            slots=len(out["items"]),
+            kinds=out["kinds"],
+            rejected=out["rejected"],
+            export=(out.get("export") or {}).get("path"),
+            digest=(out.get("export") or {}).get("digest"),
+            kept=meta.get("kept"),
+            generated=meta.get("generated"),
+        )
+    entry = lock.section("testsets").get(name) if lock is not None else None
+    locked = lock.jobs.get(job.id) if lock is not None else None
+    if entry and locked is not None and locked.key == job.key:
+        return TestSetResult(
+            name=name,
+            items=entry.get("items", 0),
+            slots=entry.get("items", 0) + sum(entry.get("rejected", {}).values()),
+            kinds=entry.get("kinds", {}),
+            rejected=entry.get("rejected", {}),
+            export=entry.get("export"),
+            digest=entry.get("digest"),
+            from_lock=True,
+        )
+    return TestSetResult(name=name)
 
 
 def _metric_info(graph: Any, gate_job: Any) -> list[MetricInfo]:
@@ -150,10 +223,61 @@ def _metric_info(graph: Any, gate_job: Any) -> list[MetricInfo]:
                     kind=m["kind"],
                     higher_is_better=METRICS[m["kind"]].higher_is_better,
                     description=METRICS[m["kind"]].description,
+                    method=_method(m),
                 )
                 for m in graph.jobs[shard_id].inputs["metrics"]
             ]
     return []
+
+
+def _method(m: dict[str, Any]) -> str | None:
+    if m["kind"] != "groundedness":
+        return None
+    judge = m["options"].get("judge")
+    if judge:
+        return f"graded by judge model `{judge}`"
+    return "embedding similarity of answer sentences and retrieved chunks (no judge declared)"
+
+
+def _plain(values: list[Any]) -> MetricResult:
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return MetricResult(missing=len(values))
+    ones = sum(1 for x in xs if x == 1.0)
+    return MetricResult(
+        n=len(xs),
+        missing=len(values) - len(xs),
+        mean=round(sum(xs) / len(xs), 6),
+        min=min(xs),
+        max=max(xs),
+        rate=round(ones / len(xs), 6),
+    )
+
+
+def breakdown(rows: list[RowResult], metrics: list[str]) -> dict[str, GroupResult]:
+    """Rows grouped by their `kind` column: per group its count, each metric's plain
+    statistics and the failures by component. Empty when no row has a kind."""
+    groups: dict[str, list[RowResult]] = {}
+    for r in rows:
+        kind = r.input.get("kind")
+        if isinstance(kind, str):
+            groups.setdefault(kind, []).append(r)
+    out = {}
+    for kind, rs in sorted(groups.items()):
+        out[kind] = GroupResult(
+            rows=len(rs),
+            metrics={m: _plain([r.metrics.get(m) for r in rs]) for m in metrics},
+            failures=_failures(rs),
+        )
+    return out
+
+
+def _failures(rows: list[RowResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.failure:
+            counts[r.failure] = counts.get(r.failure, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> SuiteResult:
@@ -174,6 +298,9 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
             continue
         out = summary.output
         stats = dict(out["stats"]) | summary.meta.get("stats", {})
+        mine = _rows(store, graph, summary_job, variant)
+        rows += mine
+        attributed = any("attribution" in graph.jobs[d].inputs for d in summary_job.deps.values())
         variants.append(
             VariantResult(
                 name=variant,
@@ -191,9 +318,10 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
                     for m, st in stats.items()
                 },
                 repeats={m: Agreement(**a) for m, a in out.get("repeats", {}).items()},
+                by_kind=breakdown(mine, metrics),
+                failures=_failures(mine) if attributed else {},
             )
         )
-        rows += _rows(store, graph, summary_job, variant)
     gate_out = store.get(gate_job.key)
     if gate_out is not None and complete:
         out = gate_out.output
@@ -288,6 +416,7 @@ def _rows(store: Any, graph: Any, summary_job: Any, variant: str) -> list[RowRes
             continue
         values = score.output["values"] | score.meta.get("values", {})
         reasons = score.output.get("reasons", {})
+        failures = score.output.get("failures") or []
         latency = gen.meta.get("latency", [])
         for i, r in enumerate(gen.output["rows"]):
             out.append(
@@ -309,6 +438,7 @@ def _rows(store: Any, graph: Any, summary_job: Any, variant: str) -> list[RowRes
                     tokens=r.get("tokens"),
                     attempts=r.get("attempts"),
                     seconds=latency[i] if i < len(latency) else None,
+                    failure=failures[i] if i < len(failures) else None,
                 )
             )
     return out

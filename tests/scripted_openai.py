@@ -129,3 +129,89 @@ class ScriptedOpenAI:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class RagScript:
+    """An `answer` for `ScriptedOpenAI` that plays two models of a RAG project, by model id:
+
+    - `writer` writes test-set items as a capable model would (llmspec's testgen prompts):
+      per kind a question about words of Text 1 (and Text 2), the answer quoted from the
+      texts; `bad` maps a slot to a flaw (`blank`, `one_word`, `unsupported`, `duplicate`) so
+      a test sees each quality filter at work. The slot is read from the request's seed.
+    - any other model answers a question from the first chunk of its context (its first
+      sentence), and declines questions about a phone number (the out-of-scope kind here).
+
+    Judge requests get None: the schema-built verdict."""
+
+    def __init__(self, bad: dict[int, str] | None = None, writer: str = "writer"):
+        self.bad = dict(bad or {})
+        self.writer = writer
+        self.items: list[dict[str, Any]] = []  # (slot, kind) of each item asked for
+
+    def __call__(self, body: dict[str, Any]) -> Any:
+        messages = body.get("messages", [])
+        system = str(messages[0].get("content", "")) if messages else ""
+        user = str(messages[-1].get("content", "")) if messages else ""
+        if system.startswith("You are a strict, fair grader"):
+            return None
+        if body.get("model") == self.writer:
+            return self._item(body, user)
+        return self._answer(user)
+
+    def _item(self, body: dict[str, Any], user: str) -> dict[str, Any]:
+        import re
+
+        from llmspec.testsets import INSTRUCTIONS
+
+        kind = next(k for k, text in INSTRUCTIONS.items() if user.startswith(text))
+        slot = int(body.get("seed", 0)) % 100_003
+        self.items.append({"slot": slot, "kind": kind})
+        texts = re.findall(r"Text \d+: (.*?)(?=\n\nText \d+: |\n\nJSON:)", user, re.S)
+        topics = [_topic(t, slot) for t in texts]
+        answers = [_first_sentence(t) for t in texts]
+        question = {
+            "simple": f"What does the documentation say about {topics[0]}?",
+            "complex": f"Could you explain the matter of {topics[0]} to me?",
+            "situational": f"I ordered last week and I am worried. What about {topics[0]}?",
+            "distracting": f"Thinking of {topics[-1]}, what about {topics[0]}?",
+            "double": f"What about {topics[0]}, and what about {topics[-1]}?",
+            "multi_hop": f"How do {topics[0]} and {topics[-1]} relate?",
+            "out_of_scope": f"What is the phone number of the team for {topics[0]}?",
+        }[kind]
+        answer = answers[0] if kind not in ("double", "multi_hop") else " ".join(answers)
+        flaw = self.bad.get(slot)
+        if flaw == "blank":
+            question = "?"
+        elif flaw == "one_word":
+            question = "Refunds?"
+        elif flaw == "duplicate":
+            question = "Which of these questions is asked twice in this set?"
+        elif flaw == "unsupported":
+            answer = "Bananas are yellow and grow in bunches."
+        return {"question": question} if kind == "out_of_scope" else {
+            "question": question, "answer": answer}  # fmt: skip
+
+    def _answer(self, user: str) -> dict[str, Any]:
+        if "phone number" in user:
+            return {"answer": "I don't know: the documents do not say."}
+        context = user.split("Context:\n", 1)[-1].split("\nQuestion:", 1)[0]
+        chunks = [c for c in ("\n" + context).split("\n- ") if c.strip()]
+        return {"answer": _first_sentence(chunks[0]) if chunks else "No context."}
+
+
+def _first_sentence(text: str) -> str:
+    import re
+
+    body = " ".join(line for line in text.splitlines() if not line.startswith("#"))
+    parts = re.split(r"(?<=[.!?])\s+", body.strip())
+    return parts[0] if parts else body
+
+
+def _topic(text: str, slot: int) -> str:
+    import re
+
+    words = [w for w in re.findall(r"[A-Za-z]+", text) if len(w) > 3]
+    if not words:
+        return "this"
+    start = (slot * 2) % max(1, len(words) - 3)
+    return " ".join(words[start : start + 4]).lower()

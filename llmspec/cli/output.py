@@ -114,6 +114,8 @@ def apply_line(report: Any, failing: list[str]) -> str:
         if n:
             parts.append(f"{n} {name}")
     text = "Apply: " + ", ".join(parts) + "."
+    if report.exported:
+        text += f" Wrote {', '.join(report.exported)}."
     text += " llmspec.lock updated." if report.lock_written else " llmspec.lock unchanged."
     if failing:
         text += f"\nGates failed: {', '.join(failing)}."

@@ -2,10 +2,11 @@
 
 A record says how the kind compiles from a project (`names` and `build`), how a job runs
 (`run`), where it runs (`pool`), how the graph draws it (`shape`), what it adds to the lock
-(`lock_section` and `lock_entry`), how many rows the progress bar counts for it (`rows`) and
-whether its result may be reused (`cache`). compile, plan, apply, the lock, lock diff, the graph,
-progress and the runners read these records and nothing else about a kind, so adding a kind is
-one module and one line in `KINDS`.
+(`lock_section` and `lock_entry`), how many rows the progress bar counts for it (`rows`),
+whether its result may be reused (`cache`) and which files of the project mirror its output
+(`exports`, written by apply from `export_bytes`: a generated test set's frozen file).
+compile, plan, apply, the lock, lock diff, the graph, progress and the runners read these
+records and nothing else about a kind, so adding a kind is one module and one line in `KINDS`.
 
 `run(job, deps, ctx) -> (output, meta)`: `output` is deterministic and digested into the lock;
 `meta` (timings, observed server identity, embeddings whose last bits vary) is stored beside it.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 KINDS: dict[str, str] = {
+    "chunks": "llmspec.jobs.chunks:KIND",
     "index": "llmspec.jobs.index:KIND",
     "testgen": "llmspec.jobs.testgen:KIND",
     "generate": "llmspec.jobs.generate:KIND",
@@ -52,6 +54,8 @@ class JobKind:
     lock_entry: Callable[[Any, Any], Any] | None = None  # (job, output) -> the entry
     rows: Callable[[Any], int] | None = None  # rows the progress bar counts for a job
     cache: Literal["content", "always"] = "content"  # always: live probes, never reused
+    exports: Callable[[Any], tuple[str, ...]] | None = None  # job -> project files it writes
+    export_bytes: Callable[[Any, Any], dict[str, bytes]] | None = None  # (job, output) -> them
     description: str = ""
 
 
@@ -138,6 +142,11 @@ class _MetaView(Mapping):
         return len(self._deps)
 
 
+_EMBEDDERS: dict[tuple[str, tuple], Any] = {}
+"""Embedding models loaded in this process: an in-process apply (or test) that runs again
+does not load MiniLM again."""
+
+
 @dataclass
 class JobContext:
     """Caches a worker keeps between jobs: loaded models, embedders, dataset line offsets.
@@ -161,10 +170,21 @@ class JobContext:
         return self.providers[k]
 
     def embedder(self, path: str) -> Any:
+        """The sentence-transformers model in folder `path`, loaded once per process (and
+        folder content: its files' sizes and times)."""
         if path not in self.embedders:
+            import os
+
             from llmspec.jobs.index import load_embedder
 
-            self.embedders[path] = load_embedder(path)
+            stamp = tuple(
+                (e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                for e in sorted(os.scandir(path), key=lambda e: e.name)
+                if e.is_file()
+            )
+            if (path, stamp) not in _EMBEDDERS:
+                _EMBEDDERS[(path, stamp)] = load_embedder(path)
+            self.embedders[path] = _EMBEDDERS[(path, stamp)]
         return self.embedders[path]
 
     def dataset_rows(self, local: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:

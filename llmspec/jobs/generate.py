@@ -48,8 +48,12 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
             if d.generate is None:
                 local["dataset"] = cx.facts.shard_local(s.dataset, start, end)
             if s.retrieve is not None:
-                ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed"))
+                ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed", "index"))
                 local["embed"] = cx.facts.knowledge_local(s.retrieve)["embed"]
+            ref = reference_column(d)
+            if ref is not None:
+                origin = ("datasets", s.dataset, ("reference_context",))
+                ins.set("reference_context", ref, origin if d.generate is None else None)
             ins.set("repeats", s.repeats)
             out[variant].append(
                 cx.job(
@@ -63,6 +67,24 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
                 )
             )
     return out
+
+
+def reference_column(d: Any) -> str | None:
+    """The column naming a dataset's rows' reference context: its `reference_context:`, or
+    the generated set's own."""
+    return "reference_context" if d.generate is not None else d.reference_context
+
+
+def references_of(value: Any) -> list[str] | None:
+    """A row's reference context as a list of file names or chunk ids (None: not given).
+
+    >>> references_of("kb/a.md"), references_of(["kb/a.md#0", 3]), references_of(None)
+    (['kb/a.md'], ['kb/a.md#0', '3'], None)
+    """
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return [str(v) for v in items if v is not None and str(v).strip()]
 
 
 def prompt_inputs(cx: Any, model: str, prompt: str) -> Any:
@@ -171,6 +193,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             [query_of(r) for r in rows],
             ctx.embedder(job.local["embed"]),
             ins["retrieval"]["top_k"],
+            ins["retrieval"]["index"],
         )
     contexts = None if retrieved is None else [[c["text"] for c in cs] for cs in retrieved]
     requests, slots = render_requests(ins, rows, contexts, start, ins["repeats"])
@@ -204,6 +227,8 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         }
         if retrieved is not None:
             base["context"] = retrieved[i]
+        if ins.get("reference_context") is not None:
+            base["reference_context"] = references_of(rows[i].get(ins["reference_context"]))
         if err is not None:
             out_rows.append(
                 base

@@ -33,8 +33,33 @@ def verdict_schema(lo: int, hi: int) -> dict[str, Any]:
     }
 
 
+GROUNDEDNESS_RUBRIC = (
+    "Score how well the answer is supported by the context alone: 5 when every claim in it is "
+    "stated in the context, 1 when none is. Do not use outside knowledge; an answer that says "
+    "the context does not tell is supported."
+)
+
+
 def judge_metrics(cx: Any, suite_name: str) -> list[dict[str, Any]]:
-    return [m for m in cx.rp.metrics.get(suite_name, ()) if m["kind"] == "judge"]
+    """The suite's model-graded metrics: `judge`, and `groundedness` with a `judge:` model."""
+    return [
+        m
+        for m in cx.rp.metrics.get(suite_name, ())
+        if m["kind"] == "judge" or (m["kind"] == "groundedness" and m["options"].get("judge"))
+    ]
+
+
+def settings_of(m: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(judge model, what the judge job is told) of a model-graded metric."""
+    opts = m["options"]
+    if m["kind"] == "groundedness":
+        return opts["judge"], {
+            "rubric": GROUNDEDNESS_RUBRIC,
+            "scale": [1, 5],
+            "field": opts["field"],
+            "reference": False,
+        }
+    return opts["model"], {k: opts[k] for k in ("rubric", "scale", "field")}
 
 
 def names(spec: Any) -> Any:
@@ -49,14 +74,13 @@ def build(cx: Any, suite_name: str) -> dict[tuple[str, str], list[Any]]:
         return out
     gens = cx.get("generate", suite_name)
     for m in metrics:
-        opts = m["options"]
-        model = opts["model"]
+        model, settings = settings_of(m)
         keys = tuple(k for k in cx.facts.model(model) if k != "price")
         for variant, shards in gens.items():
             jobs = []
             for i, gen in enumerate(shards):
                 ins = cx.inputs().take("model", "models", model, keys)
-                ins.set("judge", {k: opts[k] for k in ("rubric", "scale", "field")})
+                ins.set("judge", settings)
                 jobs.append(
                     cx.job(
                         "judge",
@@ -81,7 +105,7 @@ def _request_text(row: dict[str, Any], settings: dict[str, Any], answer: str) ->
     if row.get("context"):
         parts.append("Context:")
         parts += [f"- {c['text']}" for c in row["context"]]
-    if row.get("expected") is not None:
+    if row.get("expected") is not None and settings.get("reference", True):
         parts.append(f"Reference answer: {row['expected']}")
     parts += [f"Answer: {answer}", "", "JSON:"]
     return "\n".join(parts)

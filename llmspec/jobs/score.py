@@ -32,10 +32,15 @@ def metric_inputs(cx: Any, suite_name: str, model: str) -> tuple[list[dict], dic
         spec = {k: m[k] for k in ("name", "kind", "version")} | {"options": dict(m["options"])}
         if m["kind"] == "cost":
             spec["options"]["price"] = cx.facts.model(model).get("price")
-        if m["kind"] == "semantic_similarity":
+        if m["kind"] == "semantic_similarity" or (
+            m["kind"] == "groundedness" and not m["options"].get("judge")
+        ):
             identity, path = cx.facts.embedder(m["options"]["embed"])
             spec["options"]["embed"] = identity
             embed_paths[m["name"]] = path
+        if m["kind"] == "groundedness" and m["options"].get("judge"):
+            spec["options"].pop("embed")  # graded by the judge: no embedder involved
+            spec["options"].pop("threshold")
         specs.append(spec)
     return specs, embed_paths
 
@@ -48,11 +53,16 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
     judges = cx.get("judge", suite_name)
     ppl = cx.get("perplexity", suite_name)
     out: dict[str, list[Any]] = {}
+    attribution = attribution_settings(cx, suite_name)
     for variant, model, _prompt in variants(s):
         specs, embed_paths = metric_inputs(cx, suite_name, model)
         jobs = []
         for i, gen in enumerate(gens[variant]):
             deps = {"generate": gen}
+            ins = cx.inputs().set("metrics", specs)
+            if attribution is not None:
+                deps["index"] = cx.get("index", s.retrieve)
+                ins.set("attribution", attribution)
             for (v, metric), shards in judges.items():
                 if v == variant:
                     deps[f"judge.{metric}"] = shards[i]
@@ -62,7 +72,7 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
                 cx.job(
                     "score",
                     f"score.{suite_name}.{variant}.{i}",
-                    cx.inputs().set("metrics", specs),
+                    ins,
                     deps=deps,
                     local={"embed": embed_paths},
                     loc=cx.loc("suites", suite_name, "metrics"),
@@ -70,6 +80,29 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
             )
         out[variant] = jobs
     return out
+
+
+def attribution_settings(cx: Any, suite_name: str) -> dict[str, Any] | None:
+    """What failure attribution reads, for a suite that retrieves: when an answer is right,
+    how much of the reference a chunk must hold to support it, what an abstention says."""
+    from llmspec.metrics.options import ABSTAIN_PHRASES
+
+    s = cx.spec.suites[suite_name]
+    if s.retrieve is None:
+        return None
+    metrics = cx.rp.metrics.get(suite_name, ())
+    correct = cx.rp.correct.get(suite_name)
+    field = next((m["options"].get("field") for m in metrics if m["name"] == (correct or
+                  {}).get("metric")), None)  # fmt: skip
+    phrases = list(ABSTAIN_PHRASES)
+    for m in metrics:
+        if m["kind"] == "abstention":
+            phrases, field = list(m["options"]["phrases"]), m["options"].get("field", field)
+            break
+    return {"correct": correct, "support": SUPPORT, "phrases": phrases, "field": field}
+
+
+SUPPORT = 0.5  # a chunk supports an answer holding half of its content words
 
 
 class _Context:
@@ -103,7 +136,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     for spec in job.inputs["metrics"]:
         rec = METRICS[spec["kind"]]
         opts = dict(spec["options"])
-        if spec["kind"] == "judge":
+        if spec["kind"] == "judge" or f"judge.{spec['name']}" in deps:
             verdicts = {
                 (v["row"], v["repeat"]): v for v in deps[f"judge.{spec['name']}"]["verdicts"]
             }
@@ -136,6 +169,11 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             truncated += 1
         elif r["finish"] == "budget":
             closed_early += 1
+    failures = None
+    if "attribution" in job.inputs:
+        from llmspec.metrics.attribution import attribute
+
+        failures = attribute(rows, values, job.inputs["attribution"], deps["index"]["chunks"])
     output = {
         "rows": [[r["row"], r["repeat"]] for r in rows],
         "values": values,
@@ -146,6 +184,8 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "closed_early": closed_early,
         "causes": causes,
     }
+    if failures is not None:
+        output["failures"] = failures
     return output, {"values": varying}
 
 

@@ -31,12 +31,15 @@ class MetricKind:
     corpus: str | None = None  # "module:object" with row_stats(rows, options) and score(sum)
     needs_reference: bool = False
     needs: Literal["rows", "embedder", "judge", "logprobs"] = "rows"
+    retrieval: Literal["none", "context", "reference"] = "none"  # needs retrieved chunks; and
+    # each row's reference context (a generated set's, or a dataset's `reference_context`)
     higher_is_better: bool = True
     deterministic: bool = True
     unit: str = ""
 
 
 _TEXT = "llmspec.metrics.text"
+_RAG = "llmspec.metrics.retrieval"
 METRICS: dict[str, MetricKind] = {
     m.name: m
     for m in (
@@ -94,6 +97,38 @@ METRICS: dict[str, MetricKind] = {
             "perplexity", 1, o.PlainOptions,
             "perplexity of the reference under the variant's model (lower is better)",
             needs="logprobs", needs_reference=True, higher_is_better=False,
+        ),
+        MetricKind(
+            "hit_rate", 1, o.RetrievalOptions,
+            "1 when a retrieved chunk is in the row's reference context",
+            f"{_RAG}:hit_rate", retrieval="reference",
+        ),
+        MetricKind(
+            "recall_at_k", 1, o.RetrievalOptions,
+            "share of the row's reference context found in the first k retrieved chunks",
+            f"{_RAG}:recall_at_k", retrieval="reference",
+        ),
+        MetricKind(
+            "mrr", 1, o.RetrievalOptions,
+            "1 / rank of the first retrieved chunk in the reference context (0: none)",
+            f"{_RAG}:mrr", retrieval="reference",
+        ),
+        MetricKind(
+            "context_precision", 1, o.RetrievalOptions,
+            "rank-weighted precision of the retrieved chunks against the reference context "
+            "(RAGAS's, with reference contexts)",
+            f"{_RAG}:context_precision", retrieval="reference",
+        ),
+        MetricKind(
+            "groundedness", 1, o.GroundednessOptions,
+            "share of the answer supported by the retrieved chunks: a judge model's grade, or "
+            "without one the share of sentences embedded near a chunk",
+            f"{_RAG}:groundedness", needs="embedder", retrieval="context",
+        ),
+        MetricKind(
+            "abstention", 1, o.AbstentionOptions,
+            "on out-of-scope questions: 1 when the answer abstains",
+            f"{_RAG}:abstention",
         ),
         MetricKind(
             "latency", 2, o.PlainOptions,

@@ -71,3 +71,46 @@ class JudgeOptions(Options):
 
 class PlainOptions(Options):
     pass
+
+
+class RetrievalOptions(Options):
+    k: Int | None = Field(
+        None, ge=1, le=100, description="score the first k retrieved chunks (default: top_k)"
+    )
+
+
+ABSTAIN_PHRASES = (
+    "i don't know",
+    "i do not know",
+    "don't know",
+    "cannot answer",
+    "can't answer",
+    "unable to answer",
+    "no information",
+    "not in the",
+    "does not say",
+    "doesn't say",
+    "do not say",
+    "not mentioned",
+    "not covered",
+    "does not answer",
+    "do not answer",
+    "not enough information",
+)
+"""Phrases that mark an answer as an abstention (matched case-folded, anywhere in it)."""
+
+
+class AbstentionOptions(TextOptions):
+    phrases: tuple[Str, ...] = Field(
+        ABSTAIN_PHRASES, min_length=1, description="an answer holding one of these abstains"
+    )
+
+
+class GroundednessOptions(TextOptions):
+    judge: Name | None = Field(
+        None, description="a declared model that grades; without one, embedding similarity"
+    )
+    embed: Str = Field("minilm", description="the embedding model of the fallback")
+    threshold: Float = Field(
+        0.5, ge=-1, le=1, description="fallback: a sentence is grounded at this cosine or more"
+    )

@@ -129,3 +129,48 @@ def table(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[
         return (indent + "  ".join(parts)).rstrip()
 
     return [line(header)] + [line(r) for r in rows]
+
+
+def failure_line(v: Any) -> str | None:
+    """`small: wrong answers by component: retriever 2, generator 1` (None: none attributed).
+
+    >>> class V: name, failures = "small", {"generator": 1, "retriever": 2}
+    >>> failure_line(V())
+    'small: wrong answers by component: retriever 2, generator 1'
+    """
+    if not v.failures:
+        return None
+    order = ("retriever", "generator", "knowledge base")
+    parts = [f"{c} {v.failures[c]}" for c in order if c in v.failures]
+    parts += [f"{c} {n}" for c, n in v.failures.items() if c not in order]
+    return f"{v.name}: wrong answers by component: {', '.join(parts)}"
+
+
+def kind_table(v: Any, metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """A variant's per-kind rows: kind, rows, each metric's mean, wrong answers blamed."""
+    header = ["kind", "rows", *metrics]
+    attributed = any(g.failures for g in v.by_kind.values()) or bool(v.failures)
+    if attributed:
+        header.append("failures")
+    rows = []
+    for kind, g in v.by_kind.items():
+        cells = [kind, str(g.rows), *(number(g.metrics[m].mean, m) if m in g.metrics else "-"
+                                      for m in metrics)]  # fmt: skip
+        if attributed:
+            cells.append(", ".join(f"{c} {n}" for c, n in g.failures.items()) or "-")
+        rows.append(cells)
+    return header, rows
+
+
+def testset_line(t: Any) -> str:
+    """`Test set generated: 10 of 12 items (simple 2, ...); rejected 2 (duplicate 1, ...)`."""
+    kinds = ", ".join(f"{k} {n}" for k, n in t.kinds.items())
+    text = f"Test set {t.name}: {t.items} of {t.slots} items" + (f" ({kinds})" if kinds else "")
+    if t.rejected:
+        why = ", ".join(f"{r} {n}" for r, n in t.rejected.items())
+        text += f"; rejected {sum(t.rejected.values())} ({why})"
+    if t.export:
+        text += f"; frozen in {t.export}"
+    if t.generated is not None and t.kept is not None and (t.kept or t.generated):
+        text += f" ({t.generated} generated, {t.kept} kept this apply)"
+    return text + (" (from the lock)" if t.from_lock else "")

@@ -13,7 +13,15 @@ import html
 import json
 from typing import Any
 
-from llmspec.report import comparison_line, number, verdict, with_interval
+from llmspec.report import (
+    comparison_line,
+    failure_line,
+    kind_table,
+    number,
+    testset_line,
+    verdict,
+    with_interval,
+)
 
 WORST_ROWS = 12
 BAR_W, BAR_H = 420, 22
@@ -53,6 +61,8 @@ def render(results: Any) -> str:
     body = [f"<h1>llmspec results: {e(results.project)}</h1>"]
     if not results.suites:
         body.append("<p>No suites.</p>")
+    for t in results.testsets:
+        body.append(f"<p>{e(testset_line(t))}</p>")
     for i, s in enumerate(results.suites):
         body += suite_html(s, i)
     return (
@@ -91,6 +101,18 @@ def suite_html(s: Any, index: int) -> list[str]:
         for metric in s.metrics:
             out.append(_bar_chart(s, metric, info.get(metric)))
         out.append("</div>")
+        for v in s.variants:
+            if v.by_kind:
+                header, rows = kind_table(v, s.metrics)
+                out.append(f"<h3>{e(v.name)} by question kind</h3><table><tr>")
+                out.append("".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+                for r in rows:
+                    cells = "".join(f"<td class=num>{e(c)}</td>" for c in r[1:])
+                    out.append(f"<tr><td>{e(r[0])}</td>{cells}</tr>")
+                out.append("</table>")
+            line = failure_line(v)
+            if line:
+                out.append(f"<p>{e(line)}</p>")
         if s.rows:
             out.append("<h3>Distributions of row values</h3><div class=charts>")
             for metric in s.metrics:
@@ -253,7 +275,8 @@ def _worst_rows(s: Any, index: int) -> str:
     rows = []
     for r in worst:
         context = "".join(
-            f"<pre>[{e(c.get('source'))} {e(c.get('score'))}] {e(c.get('text', ''))}</pre>"
+            f"<pre>[{e(c.get('id') or c.get('source'))} {e(c.get('score'))}] "
+            f"{e(c.get('text', ''))}</pre>"
             for c in (r.context or [])
         )
         scores = "<br>".join(
@@ -261,6 +284,8 @@ def _worst_rows(s: Any, index: int) -> str:
         )
         reasons = "".join(f"<br><i>{e(m)}: {e(why)}</i>" for m, why in r.reasons.items() if why)
         problem = f"<br><b>{e(r.error or r.violation)}</b>" if (r.error or r.violation) else ""
+        if r.failure:
+            problem += f"<br><i>blamed on the {e(r.failure)}</i>"
         rows.append(
             f"<tr><td>{e(r.variant)}</td><td class=num>{r.row}.{r.repeat}</td>"
             f"<td><pre>{e(json.dumps(r.input, ensure_ascii=False))}</pre></td><td>{context}</td>"

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmspec.report import comparison_line, gate_groups, gate_line, verdict, with_interval
+from llmspec.report import (
+    comparison_line,
+    gate_groups,
+    gate_line,
+    kind_table,
+    testset_line,
+    verdict,
+    with_interval,
+)
 
 
 def render(results: Any) -> str:
     lines = [f"### llmspec results: `{results.project}`", ""]
+    for t in results.testsets:
+        lines += [f"- {testset_line(t)}", ""]
     if not results.suites:
         return "\n".join(lines + ["No suites."]) + "\n"
     for s in results.suites:
@@ -18,20 +28,31 @@ def render(results: Any) -> str:
             lines.append(f"_{s.description}_")
         lines.append("")
         if s.variants:
+            blamed = any(v.failures for v in s.variants)
+            extra = ["wrong answers by component"] if blamed else []
             lines.append(
                 "| variant | rows | errors | truncated | closed early | "
-                + " | ".join(s.metrics)
+                + " | ".join(s.metrics + extra)
                 + " |"
             )
-            lines.append("|---" * (5 + len(s.metrics)) + "|")
+            lines.append("|---" * (5 + len(s.metrics) + len(extra)) + "|")
             for v in s.variants:
                 vals = [with_interval(v.metrics.get(m), m) for m in s.metrics]
+                if blamed:
+                    vals.append(", ".join(f"{c} {n}" for c, n in v.failures.items()) or "-")
                 lines.append(
                     f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | {v.closed_early} | "
                     + " | ".join(vals)
                     + " |"
                 )
             lines.append("")
+        for v in s.variants:
+            if v.by_kind:
+                header, rows = kind_table(v, s.metrics)
+                lines.append(f"<details><summary>`{v.name}` by question kind</summary>")
+                lines += ["", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+                lines += ["| " + " | ".join(r) + " |" for r in rows]
+                lines += ["", "</details>", ""]
         if s.gates:
             for gate, v, checks in gate_groups(s.gates):
                 detail = gate_line(gate, v, checks).split(": ", 1)[1]

@@ -6,17 +6,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmspec.report import comparison_line, gate_groups, gate_line, number, table, with_interval
+from llmspec.report import (
+    comparison_line,
+    failure_line,
+    gate_groups,
+    gate_line,
+    kind_table,
+    number,
+    table,
+    testset_line,
+    with_interval,
+)
 
 MAX_AB = 12
 
 
 def render(results: Any) -> str:
     out: list[str] = []
+    for t in results.testsets:
+        out += [testset_line(t), ""]
     for s in results.suites:
         out += suite_lines(s)
         out.append("")
-    return "\n".join(out).rstrip() + "\n" if out else "No suites.\n"
+    if not results.suites:
+        out.append("No suites.")
+    return "\n".join(out).rstrip() + "\n"
 
 
 def suite_lines(s: Any) -> list[str]:
@@ -33,6 +47,13 @@ def suite_lines(s: Any) -> list[str]:
         ]
         rows += [[m, *(with_interval(v.metrics.get(m), m) for v in s.variants)] for m in s.metrics]
         lines += table(header, rows)
+    for v in s.variants:
+        if v.by_kind:
+            lines.append(f"  {v.name} by question kind:")
+            lines += table(*kind_table(v, s.metrics), indent="    ")
+        line = failure_line(v)
+        if line:
+            lines.append(f"  {line}")
     for gate, v, checks in gate_groups(s.gates):
         lines.append(f"  {gate_line(gate, v, checks)}")
     if s.comparisons:

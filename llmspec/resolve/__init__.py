@@ -56,6 +56,7 @@ class ResolvedProject:
     scans: dict[str, Any] = field(default_factory=dict)  # dataset -> data.Scan of its file
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
     metrics: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    correct: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
     def constraint(self, prompt: str) -> Any:
@@ -91,5 +92,6 @@ def resolve_project(
         scans=c.scans,
         gates=c.gates,
         metrics={k: tuple(m for m in v if m) for k, v in c.metrics.items()},
+        correct=c.correct,
         warnings=tuple(sorted(c.warnings, key=Diagnostic.sort_key)),
     )

@@ -32,6 +32,7 @@ class Checker:
         self.knowledge_files: dict[str, tuple[Path, ...]] = {}
         self.gates: dict[str, tuple[Any, ...]] = {}
         self.metrics: dict[str, list[dict[str, Any] | None]] = {}
+        self.correct: dict[str, dict[str, Any] | None] = {}
 
     def loc(self, path: KeyPath, key: bool = False) -> Loc:
         return self.sources.loc(path, key=key)

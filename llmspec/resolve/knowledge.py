@@ -11,7 +11,10 @@ from llmspec.errors import did_you_mean
 MAX_FILES = 10_000
 """Files one knowledge source may index: more is almost always a wrong glob (and makes every
 plan hash them); split the source if it is not."""
+MAX_FILE_BYTES = 64 << 20
+"""The largest knowledge file: a bigger one is almost always a data dump, not a document."""
 EMBEDDERS = ("minilm",)
+MINILM_TOKENS = 256  # all-MiniLM-L6-v2 reads this many tokens; the rest of a chunk is cut off
 
 
 def check_knowledge(c: Any) -> None:
@@ -24,6 +27,25 @@ def check_knowledge(c: Any) -> None:
             globs_ok = _check_globs(c, name, k.source)
             if target is not None and globs_ok:
                 c.knowledge_files[name] = tuple(_files(c, name, target, k.source))
+                _check_readers(c, name, c.knowledge_files[name])
+        if k.index == "faiss":
+            from llmspec.vectors import faiss_available
+
+            if not faiss_available():
+                c.error(
+                    "E067",
+                    f"knowledge `{name}` asks for `index: faiss`, but faiss-cpu is not installed",
+                    base + ("index",),
+                    "`pip install faiss-cpu`, or use `index: exact` (the same results, in numpy)",
+                )
+        if k.embed == "minilm" and k.chunk.unit == "tokens" and k.chunk.size > MINILM_TOKENS:
+            c.warn(
+                "W020",
+                f"chunks of {k.chunk.size} tokens are longer than minilm reads "
+                f"({MINILM_TOKENS}): the end of each chunk is not embedded",
+                base + ("chunk", "size"),
+                f"use `size: {MINILM_TOKENS}` or less",
+            )
         if k.embed not in EMBEDDERS:
             target = c.check_path(k.embed, base + ("embed",), "embedding model", exist=False)
             if target is not None and not target.is_dir():
@@ -35,6 +57,23 @@ def check_knowledge(c: Any) -> None:
                     or "use `minilm` or a folder of the project holding a sentence-transformers "
                     "model",
                 )
+
+
+def _check_readers(c: Any, name: str, files: tuple[Path, ...]) -> None:
+    """Files no reader here can read: PDF without pypdf."""
+    from llmspec.documents import document_format, pdf_available
+
+    pdfs = [p for p in files if document_format(p.name) == "pdf"]
+    if pdfs and not pdf_available():
+        shown = pdfs[0].relative_to(c.root).as_posix()
+        more = f" and {len(pdfs) - 1} more" if len(pdfs) > 1 else ""
+        c.error(
+            "E039",
+            f"knowledge `{name}` includes PDF files (`{shown}`{more}), and pypdf, which reads "
+            "them, is not installed",
+            ("knowledge", name, "source", "include"),
+            "`pip install pypdf`, or leave PDF files out of `include`",
+        )
 
 
 def _check_globs(c: Any, name: str, source: Any) -> bool:
@@ -120,6 +159,16 @@ def _files(c: Any, name: str, base: Path, source: Any) -> list[Path]:
                 f"knowledge `{name}`: `{p.relative_to(c.root).as_posix()}` is not a regular file",
                 ("knowledge", name, "source", "path"),
                 "knowledge sources read regular files only",
+            )
+            continue
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            c.error(
+                "E037",
+                f"knowledge `{name}`: `{p.relative_to(c.root).as_posix()}` is {size / 2**20:.0f} "
+                f"MiB, over the {MAX_FILE_BYTES >> 20} MiB a knowledge file may be",
+                ("knowledge", name, "source", "path"),
+                "split it, or leave it out with `exclude`",
             )
             continue
         out.append(p)

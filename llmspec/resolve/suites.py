@@ -4,6 +4,7 @@ prompts and metrics need, whether each model can honour each prompt's output, an
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +48,7 @@ def _check_suite(c: Any, name: str, s: Any) -> None:
         c.ref("knowledge", s.retrieve, base + ("retrieve",))
     metrics = _check_metrics(c, name, s)
     c.metrics[name] = metrics
+    c.correct[name] = _check_correct(c, name, s, [m for m in metrics if m])
 
     cols = c.columns.get(s.dataset)
     dataset = c.p.datasets.get(s.dataset)
@@ -153,22 +155,66 @@ def _check_metrics(c: Any, name: str, s: Any) -> list[dict[str, Any] | None]:
     return out
 
 
+ANSWER_METRICS = frozenset({"judge", *TEXT_METRICS})
+"""Metrics that say whether an answer is right: `correct:` defaults to the suite's first."""
+_CORRECT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_\-]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?[0-9.]+)\s*$")
+
+
+def _check_correct(c: Any, name: str, s: Any, metrics: list[dict[str, Any]]) -> Any:
+    """The row condition failure attribution reads: `correct:`, or the first answer metric
+    (== 1 for 0/1 metrics, >= 0.5 for the others); None without one."""
+    if s.correct is None:
+        for m in metrics:
+            if m["kind"] in ANSWER_METRICS:
+                binary = m["kind"] in ("exact_match", "contains")
+                return {"metric": m["name"], "op": "==" if binary else ">=",
+                        "value": 1.0 if binary else 0.5}  # fmt: skip
+        return None
+    where = ("suites", name, "correct")
+    got = _CORRECT.match(s.correct)
+    try:
+        value = float(got.group(3)) if got else None
+    except ValueError:
+        value = None
+    if got is None or value is None:
+        c.error(
+            "E042",
+            f"`correct: {s.correct}` does not read as `METRIC OP NUMBER`",
+            where,
+            'e.g. `correct: "rouge_l >= 0.5"`',
+        )
+        return None
+    names = [m["name"] for m in metrics]
+    if got.group(1) not in names:
+        c.error(
+            "E020",
+            f"`correct:` names metric `{got.group(1)}`, which suite `{name}` does not score",
+            where,
+            did_you_mean(got.group(1), names) or f"the suite's metrics: {', '.join(names)}",
+        )
+        return None
+    return {"metric": got.group(1), "op": got.group(2), "value": value}
+
+
 def _check_needs(c: Any, name: str, s: Any, i: int, spec: dict[str, Any]) -> None:
     from llmspec.metrics import METRICS
     from llmspec.providers import PROVIDERS
 
     path: KeyPath = ("suites", name, "metrics", i)
     rec = METRICS[spec["kind"]]
-    if rec.needs == "judge":
-        judge = spec["options"]["model"]
-        if c.ref("models", judge, path + ("judge", "model")):
+    _check_retrieval(c, name, s, i, spec)
+    judge_model = spec["options"].get("judge") if spec["kind"] == "groundedness" else None
+    if rec.needs == "judge" or judge_model:
+        judge = judge_model or spec["options"]["model"]
+        where = path + (spec["kind"], "judge" if judge_model else "model")
+        if c.ref("models", judge, where):
             provider = c.p.models[judge].provider
             if not PROVIDERS[provider].capabilities.json_schema:
                 c.error(
                     "E060",
                     f"judge model `{judge}` ({provider}) cannot return a "
                     "schema-constrained verdict",
-                    path + ("judge", "model"),
+                    where,
                     "use a transformers, llamacpp or openai model as a judge",
                 )
     if rec.needs == "logprobs":
@@ -188,7 +234,7 @@ def _check_needs(c: Any, name: str, s: Any, i: int, spec: dict[str, Any]) -> Non
                     f"only, not `{m}` ({c.p.models[m].provider})",
                     ("suites", name, "models", j),
                 )
-    if rec.needs == "embedder":
+    if rec.needs == "embedder" and not judge_model:
         embed = spec["options"]["embed"]
         if embed != "minilm":
             target = c.check_path(embed, path + (spec["kind"], "embed"), "embedding model")
@@ -207,6 +253,46 @@ def _check_needs(c: Any, name: str, s: Any, i: int, spec: dict[str, Any]) -> Non
                     ("suites", name, "models", j),
                     "add `price: {input_per_1k: ..., output_per_1k: ...}` to the model",
                 )
+
+
+def _check_retrieval(c: Any, name: str, s: Any, i: int, spec: dict[str, Any]) -> None:
+    """RAG metrics need what they score: retrieved chunks (`retrieve:`), a reference context
+    per row (a generated set, or a dataset's `reference_context:`), question kinds."""
+    from llmspec.metrics import METRICS
+
+    rec = METRICS[spec["kind"]]
+    path: KeyPath = ("suites", name, "metrics", i)
+    d = c.p.datasets.get(s.dataset)
+    has_refs = d is not None and (d.generate is not None or d.reference_context is not None)
+    if rec.retrieval != "none" and s.retrieve is None:
+        c.error(
+            "E045",
+            f"metric `{spec['name']}` scores retrieved chunks, but suite `{name}` does not "
+            "retrieve",
+            path,
+            "add `retrieve: <knowledge source>` to the suite",
+        )
+    elif rec.retrieval == "reference" and d is not None and not has_refs:
+        c.error(
+            "E045",
+            f"metric `{spec['name']}` compares retrieved chunks with each row's reference "
+            f"context, which dataset `{s.dataset}` does not name",
+            path,
+            f"add `reference_context: COLUMN` to dataset `{s.dataset}` (a column of file "
+            "names or chunk ids), or generate the set from the knowledge source",
+        )
+    if spec["kind"] == "abstention" and d is not None and d.path is not None:
+        cols = c.columns.get(s.dataset)
+        if cols is not None and "kind" not in cols and d.reference_context is None:
+            c.error(
+                "E045",
+                f"metric `{spec['name']}` scores out-of-scope questions, but dataset "
+                f"`{s.dataset}` says of none that it is: it has no `kind` column and no "
+                "reference context",
+                path,
+                "mark rows with `kind: out_of_scope`, or give `reference_context` (an empty "
+                "list: the knowledge base does not answer the question)",
+            )
 
 
 def _check_field(c: Any, name: str, i: int, m: dict[str, Any], pname: str, prompt: Any) -> None:

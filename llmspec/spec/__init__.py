@@ -209,8 +209,14 @@ class Source(Spec):
 
 
 class Chunk(Spec):
-    size: Int = Field(400, ge=16, le=100_000, description="characters per chunk")
+    """How documents are cut into chunks: windows of `size` units overlapping by `overlap`,
+    cut at word boundaries, never across a Markdown or HTML heading."""
+
+    size: Int = Field(400, ge=16, le=100_000, description="units per chunk")
     overlap: Int = Field(50, ge=0)
+    unit: Literal["characters", "tokens"] = Field(
+        "characters", description="characters, or tokens of the embedding model's tokenizer"
+    )
 
     @model_validator(mode="after")
     def _overlap(self) -> Chunk:
@@ -219,16 +225,46 @@ class Chunk(Spec):
         return self
 
 
+INDEX_BACKENDS = ("exact", "faiss")
+
+
 class Knowledge(Spec):
     """A RAG source: documents chunked, embedded and retrieved top_k at a time."""
 
     source: Source
     chunk: Chunk = Chunk()
     embed: Str = Field("minilm", description="an embedding model: `minilm` or a local folder")
+    index: Literal[INDEX_BACKENDS] = Field(  # type: ignore[valid-type]
+        "exact", description="exact (numpy), or faiss (needs faiss-cpu)"
+    )
     top_k: Int = Field(3, ge=1, le=100)
 
 
-TESTGEN_KINDS = ("simple", "complex", "distracting", "multi_hop", "adversarial")
+TESTGEN_KINDS = (
+    "simple",
+    "complex",
+    "distracting",
+    "situational",
+    "double",
+    "multi_hop",
+    "out_of_scope",
+)
+"""Kinds of generated questions, as Giskard's RAG toolset names them (and `multi_hop`)."""
+
+
+class Quality(Spec):
+    """Filters for generated items; a rejected item is kept in the export, marked with why."""
+
+    duplicate: Float = Field(
+        0.95, gt=0, le=1, description="reject a question this similar (cosine) to a kept one"
+    )
+    support: Float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="reject a reference answer sharing less than this share of its words with "
+        "its reference chunks (0: no check)",
+    )
 
 
 class Generate(Spec):
@@ -239,6 +275,10 @@ class Generate(Spec):
     kinds: tuple[Literal[TESTGEN_KINDS], ...] = ("simple",)  # type: ignore[valid-type]
     count: Int = Field(10, ge=1, le=100_000)
     seed: Int = Field(0, ge=0)
+    quality: Quality = Quality()
+    export: Str | None = Field(
+        None, description="a .jsonl file of the project: the frozen set, committed and reviewed"
+    )
 
 
 class Dataset(Spec):
@@ -248,6 +288,11 @@ class Dataset(Spec):
     format: Literal["jsonl", "csv", "json"] | None = None
     generate: Generate | None = None
     expected: Str = Field("expected", description="the column holding the reference answer")
+    reference_context: Str | None = Field(
+        None,
+        description="the column naming each row's reference context: a file name, chunk ids "
+        "(`kb/a.md#2`), or a list of them",
+    )
     shard_rows: Int = Field(256, ge=1, le=1_000_000, description="rows per generate job")
 
     @model_validator(mode="after")
@@ -256,6 +301,10 @@ class Dataset(Spec):
             raise ValueError("give exactly one of `path` or `generate`")
         if self.format is not None and self.path is None:
             raise ValueError("`format` applies to a `path` dataset only")
+        if self.reference_context is not None and self.path is None:
+            raise ValueError(
+                "`reference_context` applies to a `path` dataset; a generated set names its own"
+            )
         return self
 
 
@@ -282,6 +331,11 @@ class Suite(Spec):
     repeats: Int = Field(1, ge=1, le=100)
     metrics: tuple[MetricEntry, ...] = Field(min_length=1)
     gates: tuple[Str, ...] = Field((), description='e.g. "rouge_l.lcb95 >= 0.35"')
+    correct: Str | None = Field(
+        None,
+        description="when a row's answer counts as right, for failure attribution: \"METRIC OP "
+        'NUMBER" (default: the first answer metric, == 1 for 0/1 metrics, >= 0.5 otherwise)',
+    )
 
     @model_validator(mode="after")
     def _one_prompt_field(self) -> Suite:

@@ -79,6 +79,19 @@ BENCHES = (
         SLOW_TIMEOUT,
     ),
     Bench(
+        "rag.py",
+        (
+            ("case", "median s", "chunks/s", "spread ms"),
+            ("jobs run: index 5, re-index 2",),  # the edit re-runs one chunks job and the index
+            ("ratio index / encode only:",),
+            ("ratio re-index one file / index:",),
+            ("case", "median s", "queries/s", "spread ms"),
+            ("exact and faiss agree on 1.0000 of the top-3 ids",),  # faiss-cpu is pinned
+        ),
+        ("torch", "sentence_transformers", "faiss"),
+        SLOW_TIMEOUT,
+    ),
+    Bench(
         "batching.py",
         (("wall s", "rows/s", "cpu s", "tokens", "valid", "errors"),),
         ("torch", "transformers", "guidance"),

@@ -68,7 +68,7 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     tree = ET.parse(out).getroot()
     cases = tree.findall(".//testcase")
     assert tree.tag == "testsuites" and {c.get("classname") for c in cases} == {
-        "quality", "routing", "prompt-review"
+        "quality", "retrieval", "routing", "prompt-review"
     }  # fmt: skip
     assert [c.get("name") for c in cases if c.get("classname") == "routing"] == [
         "schema_valid == 1 [base]"
@@ -87,6 +87,18 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     assert row["reasons"]["judge"] is not None  # the judge's reason, or why it has none
     # every pair of 4 variants x every metric but latency (which varies run to run)
     assert len(quality["comparisons"]) == 6 * 8
+    # retrieval against each question's reference page, with the chunks' ids
+    retrieval = next(s for s in data["suites"] if s["name"] == "retrieval")
+    for r in retrieval["rows"]:
+        assert r["context"][0]["id"].startswith("kb/") and "#" in r["context"][0]["id"]
+        assert r["metrics"]["hit_rate"] in (0.0, 1.0) and r["failure"] in (
+            None,
+            "retriever",
+            "generator",
+            "knowledge base",
+        )
+    info = {m["name"]: m for m in retrieval["metric_info"]}
+    assert "no judge declared" in info["groundedness"]["method"]
 
 
 def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:

@@ -18,12 +18,15 @@ version: 1
 name: synth
 models:
   tiny: {provider: transformers, path: models/tiny, params: {max_tokens: 96, seed: 5}}
+  writer: {provider: transformers, path: models/writer, params: {max_tokens: 600, seed: 5}}
 knowledge:
   docs: {source: {path: kb}, chunk: {size: 200, overlap: 20}, top_k: 1}
   faq: {source: {dataset: golden, column: answer}, chunk: {size: 100, overlap: 10}, top_k: 2}
 datasets:
   golden: {path: golden.jsonl, expected: answer}
-  synthetic: {generate: {from: docs, model: tiny, kinds: [simple, distracting], count: 6, seed: 2}}
+  synthetic:
+    generate: {from: docs, model: writer, kinds: [simple, distracting], count: 6, seed: 2,
+               quality: {support: 0}}
 prompts:
   qa: {template: "{% for c in context %}{{ c }}\\n{% endfor %}Q: {{ question }}\\nA:"}
 suites:
@@ -33,7 +36,7 @@ suites:
 """
 
 
-def test_generated_dataset_and_dataset_knowledge(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_generated_dataset_and_dataset_knowledge(tmp_path: Path, example_models) -> None:
     from llmspec.compile import compile_project
     from llmspec.project import load_project
     from llmspec.store import Store
@@ -48,7 +51,8 @@ def test_generated_dataset_and_dataset_knowledge(tmp_path: Path, tiny_model_dir:
         {"question": "Where do you ship?", "answer": "To 30 countries."},
     ]
     (root / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    shutil.copytree(tiny_model_dir, root / "models" / "tiny")
+    shutil.copytree(example_models["tiny"], root / "models" / "tiny")
+    shutil.copytree(example_models["tiny-judge"], root / "models" / "writer")  # 2048 positions
 
     result = CliRunner().invoke(main, ["apply", str(root), "--runner", "inline"])
     assert result.exit_code == 0, result.output
@@ -56,14 +60,26 @@ def test_generated_dataset_and_dataset_knowledge(tmp_path: Path, tiny_model_dir:
     graph = compile_project(load_project(root))
     store = Store(root)
     synthetic = store.get(graph.jobs["testgen.synthetic"].key).output
-    # the model answers under a JSON constraint, so every row parses; kinds alternate
-    assert synthetic["rejected"] == 0 and len(synthetic["rows"]) == 6
-    assert [r["kind"] for r in synthetic["rows"]] == ["simple", "distracting"] * 3
-    assert all(len(r["context"]) == 2 for r in synthetic["rows"] if r["kind"] == "distracting")
+    # every slot is an item, kinds alternate; every reply parses (the JSON constraint holds);
+    # the tiny model's noise is filtered, counted by reason; what passes is a dataset row
+    items = synthetic["items"]
+    assert [i["slot"] for i in items] == list(range(6))
+    assert [i["kind"] for i in items] == ["simple", "distracting"] * 3
+    reasons = {"unparsable", "blank", "one_word", "unsupported", "duplicate"}
+    assert all(i.get("rejected", "unparsable") in reasons for i in items)
+    accepted = [i for i in items if "rejected" not in i]
+    assert "unparsable" not in synthetic["rejected"]
+    assert all(isinstance(i["question"], str) for i in items)
+    assert all(any(ch.isalnum() for ch in i["expected"]) for i in accepted)
+    assert sum(synthetic["rejected"].values()) + len(accepted) == 6
+    assert len(synthetic["rows"]) == len(accepted)
+    for i in items:
+        assert len(i["reference_context"]) == 1 and i["reference_context"][0].startswith("kb/")
+        assert len(i["drawn_from"]) == (2 if i["kind"] == "distracting" else 1)
     faq = store.get(graph.jobs["index.faq"].key).output
-    assert [c["source"] for c in faq["chunks"]] == ["golden#0", "golden#1"]
+    assert [c["id"] for c in faq["chunks"]] == ["golden[0]#0", "golden[1]#0"]
     gen = store.get(graph.jobs["generate.on-synthetic.tiny.0"].key).output["rows"]
-    assert len(gen) == 6 and all(r["expected"] is not None for r in gen)
+    assert len(gen) == len(accepted) and all(r["expected"] is not None for r in gen)
     # a second apply has nothing to do
     again = CliRunner().invoke(main, ["apply", str(root), "--runner", "inline", "--quiet"])
     assert "Apply: 0 ran" in again.stdout

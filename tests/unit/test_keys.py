@@ -126,9 +126,15 @@ SPEC: dict[str, Any] = {
     },
     "knowledge": {
         "docs": {
-            "source": {"path": "kb", "include": ["**/*.md"], "exclude": ["**/skip.md"]},
-            "chunk": {"size": 200, "overlap": 20},
+            "source": {
+                "path": "kb",
+                "include": ["**/*.md", "**/*.jsonl"],
+                "exclude": ["**/skip.md"],
+                "column": "text",
+            },
+            "chunk": {"size": 200, "overlap": 20, "unit": "characters"},
             "embed": "minilm",
+            "index": "exact",
             "top_k": 2,
         },
         "notes": {
@@ -137,7 +143,12 @@ SPEC: dict[str, Any] = {
         },
     },
     "datasets": {
-        "golden": {"path": "data/golden.jsonl", "expected": "answer", "shard_rows": 2},
+        "golden": {
+            "path": "data/golden.jsonl",
+            "expected": "answer",
+            "reference_context": "doc",
+            "shard_rows": 2,
+        },
         "dump": {"path": "data/rows.dat", "format": "jsonl"},
         "gen": {
             "generate": {
@@ -146,6 +157,8 @@ SPEC: dict[str, Any] = {
                 "kinds": ["simple", "complex"],
                 "count": 4,
                 "seed": 2,
+                "quality": {"duplicate": 0.9, "support": 0.4},
+                "export": "data/gen.jsonl",
             }
         },
     },
@@ -170,8 +183,16 @@ SPEC: dict[str, Any] = {
                     }
                 },
                 "cost",
+                {"hit_rate": {"k": 2}},
+                {"mrr": {"k": 2, "name": "rank"}},
+                "recall_at_k",
+                "context_precision",
+                {"groundedness": {"field": "answer", "threshold": 0.6}},
+                {"groundedness": {"judge": "remote", "field": "answer", "name": "grounded"}},
+                {"abstention": {"field": "answer", "phrases": ["no idea"]}},
             ],
             "gates": ["rouge_l >= 0", "rouge_l.lcb95 >= baseline - 0.1"],
+            "correct": "rouge_l >= 0.5",
         },
         "codes": {
             "prompts": ["code", "pick"],
@@ -242,6 +263,20 @@ ALTERNATIVES: dict[tuple, list[Any]] = {
     ("datasets", "gen", "generate", "from"): ["notes"],
     ("datasets", "gen", "generate", "model"): ["hub"],
     ("datasets", "gen", "generate", "kinds"): [["simple"]],
+    ("datasets", "gen", "generate", "export"): ["data/gen2.jsonl"],
+    ("datasets", "golden", "reference_context"): ["question"],
+    ("knowledge", "docs", "index"): ["faiss"],
+    ("knowledge", "docs", "chunk", "unit"): ["tokens"],
+    ("knowledge", "docs", "source", "column"): ["body"],
+    ("suites", "answers", "metrics", 5, "hit_rate", "k"): [3],
+    ("suites", "answers", "metrics", 10, "groundedness", "judge"): ["local"],
+    ("suites", "answers", "metrics", 10, "groundedness", "name"): ["grounded2"],
+    ("suites", "answers", "metrics", 6, "mrr", "name"): ["rank2"],
+    ("suites", "answers", "metrics", 9, "groundedness", "field"): ["/answer"],
+    ("suites", "answers", "metrics", 10, "groundedness", "field"): ["/answer"],
+    ("suites", "answers", "metrics", 11, "abstention", "field"): ["/answer"],
+    ("suites", "answers", "metrics", 7): ["json_valid"],
+    ("suites", "answers", "metrics", 8): ["json_valid"],
     ("suites", "answers", "prompt"): ["qa2"],
     ("suites", "answers", "metrics", 0): ["json_valid"],
     ("suites", "answers", "models"): [["local"]],
@@ -314,8 +349,12 @@ def _write_fixture(root: Path, hub: Path) -> None:
         put(f"{kb}/a.md", f"Alpha document of {kb}. " * 20)
         put(f"{kb}/b.md", f"Beta document of {kb}. " * 20)
         put(f"{kb}/skip.md", "skipped")
+        put(f"{kb}/faq.jsonl", json.dumps({"text": "Q and A", "body": "Body"}) + "\n")
     put("embedders/e1/config.json", '{"embed": 1}')
-    rows = [{"question": f"q{i}", "answer": f"a{i}", "body": f"body {i}"} for i in range(4)]
+    rows = [
+        {"question": f"q{i}", "answer": f"a{i}", "body": f"body {i}", "doc": "a.md"}
+        for i in range(4)
+    ]
     put("data/golden.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     put("data/golden2.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:3]))
     # Read as JSONL: two rows; as CSV: a header and one row. Both valid, with other rows.
