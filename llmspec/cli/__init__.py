@@ -77,10 +77,16 @@ def main() -> None:
       llmspec apply specs/             run it; results go to the store and llmspec.lock
       llmspec report specs/            the suites' results as text, Markdown, JSON or JUnit
       llmspec lock diff --git HEAD~1   what changed in the lock, for an auditor
+      llmspec redteam export safety specs/   the probes a red-team suite sends
     """
 
 
-from llmspec.cli import lock_cmds, run_cmds, spec_cmds  # noqa: E402,F401  (registers commands)
+from llmspec.cli import (  # noqa: E402,F401  (registers commands)
+    lock_cmds,
+    redteam_cmds,
+    run_cmds,
+    spec_cmds,
+)
 
 if __name__ == "__main__":
     main()

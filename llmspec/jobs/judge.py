@@ -38,7 +38,9 @@ def judge_metrics(cx: Any, suite_name: str) -> list[dict[str, Any]]:
 
 
 def names(spec: Any) -> Any:
-    return spec.suites
+    from llmspec.spec import suites_of
+
+    return suites_of(spec, "eval")
 
 
 def build(cx: Any, suite_name: str) -> dict[tuple[str, str], list[Any]]:

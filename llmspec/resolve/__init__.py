@@ -55,6 +55,7 @@ class ResolvedProject:
     knowledge_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
     metrics: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    redteam: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
     def constraint(self, prompt: str) -> Any:
@@ -89,5 +90,6 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
         knowledge_files=c.knowledge_files,
         gates=c.gates,
         metrics={k: tuple(m for m in v if m) for k, v in c.metrics.items()},
+        redteam=c.redteam,
         warnings=tuple(sorted(c.warnings, key=Diagnostic.sort_key)),
     )
