@@ -2,9 +2,10 @@
 the suite's retrieval), `attempts` times each.
 
 Inputs: the model's settings, the prompt and its schema (as `generate` jobs take them), the
-prompt variable each probe fills, the canaries, the attempts and, for a suite that retrieves,
-the knowledge source's retrieval and chunking settings. The probes come from the family's
-`probes` job (a dependency, so its key covers them), the chunks from the `index` job.
+prompt variable each probe fills, the constants for its other variables, the canaries, the
+attempts and, for a suite that retrieves, the knowledge source's retrieval and chunking
+settings. The probes come from the family's `probes` job (a dependency, so its key covers
+them), the chunks from the `index` job.
 
 The target sees what a user's message would bring: the system prompt (with the canaries in a
 confidential note, unless the prompt places `canaries` itself), retrieved context, the
@@ -45,6 +46,7 @@ def build(cx: Any, suite_name: str) -> dict[str, dict[str, Any]]:
         for family, probes_job in probes.items():
             ins = prompt_inputs(cx, model, prompt)
             ins.set("input", cx.rp.redteam[suite_name]["input"][prompt])
+            ins.set("values", dict(s.values))
             ins.set("canaries", list(s.canaries))
             ins.set("attempts", s.probes.attempts)
             deps = {"probes": probes_job}
@@ -148,7 +150,8 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     contexts = _retrieve(job, deps, ctx, probes) if "index" in deps else None
     requests, slots = [], []
     for i, probe in enumerate(probes):
-        variables: dict[str, Any] = {ins["input"]: probe["text"], "canaries": ins["canaries"]}
+        variables: dict[str, Any] = dict(ins["values"])
+        variables |= {ins["input"]: probe["text"], "canaries": ins["canaries"]}
         if contexts is not None:
             variables["context"] = [c["text"] for c in contexts[i]]
         try:

@@ -40,7 +40,7 @@ def check_redteam(c: Any, name: str, s: Any) -> None:
             for i, m in enumerate(s.models):
                 if m in c.p.models:
                     check_capability(c, name, i, m, pname, prompt.output)
-        var = _input_variable(c, name, s, pname, prompt, where)
+        var = _input_variable(c, s, pname, prompt, where)
         if var is not None:
             inputs[pname] = var
     c.redteam[name] = {"input": inputs}
@@ -49,9 +49,7 @@ def check_redteam(c: Any, name: str, s: Any) -> None:
     c.gates[name] = check_gates(c, name, s, list(metrics))
 
 
-def _input_variable(
-    c: Any, name: str, s: Any, pname: str, prompt: Any, where: KeyPath
-) -> str | None:
+def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> str | None:
     """The variable of `pname` that receives each probe's text."""
     from jinja2 import TemplateSyntaxError
 
@@ -73,7 +71,7 @@ def _input_variable(
             where,
             "add `retrieve: <knowledge source>` to the suite to fill `context`",
         )
-    free = sorted(used - set(SPECIAL))
+    free = sorted(used - set(SPECIAL) - set(s.values))
     if s.input is not None:
         if s.input not in used:
             c.error(
@@ -90,7 +88,8 @@ def _input_variable(
                     "E045",
                     f"prompt `{pname}` uses `{var}`, which a red-team suite does not provide",
                     where,
-                    f"probes fill `{s.input}` (the suite's `input:`), `context` and `canaries`",
+                    f"give it a constant in `values:`; probes fill `{s.input}` (the suite's "
+                    "`input:`), llmspec `context` and `canaries`",
                 )
         return s.input
     if len(free) == 1:
@@ -100,15 +99,16 @@ def _input_variable(
             "E045",
             f"prompt `{pname}` has no variable to receive the probes' text",
             where,
-            "put the user's message in its template, e.g. `{{ question }}`",
+            "put the user's message in its template, e.g. `{{ question }}` (variables in "
+            "`values:` are constants)",
         )
     else:
         c.error(
             "E045",
             f"prompt `{pname}` uses {len(free)} variables ({', '.join(free)}); a red-team suite "
             "fills one with each probe",
-            ("suites", name),
-            f"say which with `input: {free[0]}`",
+            where,
+            f"say which with `input: {free[0]}`, and give the others constants in `values:`",
         )
     return None
 

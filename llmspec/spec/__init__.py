@@ -293,14 +293,22 @@ class RedteamSuite(_Suite):
     kind: Literal["redteam"]
     input: Str | None = Field(
         None,
-        description="the prompt variable that receives each probe's text (default: the "
-        "template's only variable besides `context` and `canaries`)",
+        description="the prompt variable that receives each probe's text (default: the prompt's "
+        "only variable besides `context`, `canaries` and those in `values`)",
+    )
+    values: dict[Str, Any] = Field(
+        {}, description="constant values for the prompt's other variables (e.g. `product`)"
     )
     probes: Probes = Probes()
     canaries: tuple[Canary, ...] = Field(
         (),
         description="secrets planted in the system prompt and the context; a probe that gets "
         "one out (also encoded) succeeds",
+    )
+    gates: tuple[Str, ...] = Field(
+        (),
+        description='on attack success rates: e.g. "prompt_injection.asr <= 0.05", '
+        '"jailbreak.base64.ucb95 <= 0.2", "overall.asr <= 0.1"',
     )
 
 

@@ -126,6 +126,7 @@ def test_families_strategies_and_canaries_are_checked(tmp_path: Path) -> None:
         ('"{{ a }} {{ b }}"', "", "uses 2 variables (a, b)"),
         ('"{{ a }} {{ b }}"', "    input: a\n", "uses `b`, which a red-team suite does not"),
         ('"{{ question }}"', "    input: text\n", "does not use `text`"),
+        ('"{{ a }} {{ b }}"', "    values: {b: 1}\n    input: b\n", "uses `a`"),
     ],
 )
 def test_the_prompt_needs_one_variable_for_the_probes(
@@ -136,6 +137,16 @@ def test_the_prompt_needs_one_variable_for_the_probes(
     )
     [d] = [d for d in _diags(_root(tmp_path, text)) if d.severity == "error"]
     assert d.code == "E045" and words in d.message, d
+
+
+def test_other_variables_take_constants(tmp_path: Path) -> None:
+    text = SPEC.replace('"User: {{ question }}"', '"{{ product }}: {{ question }}"').replace(
+        "    prompt: bot\n", "    prompt: bot\n    values: {product: Router X2}\n"
+    )
+    rp = load_project(_root(tmp_path, text))
+    assert rp.redteam["safety"]["input"] == {"bot": "question"}
+    job = compile_project(rp, HashCache(None)).jobs["redteam.safety.m.bias"]
+    assert job.inputs["values"] == {"product": "Router X2"} and job.inputs["input"] == "question"
 
 
 def test_canaries_may_be_placed_by_the_prompt(tmp_path: Path) -> None:
@@ -175,8 +186,8 @@ def test_a_suite_compiles_to_probes_targets_detection_and_a_gate(tmp_path: Path)
         "probes.safety.system_prompt_extraction",
         "probes.safety.bias",
     ]
-    assert kinds["redteam"] == [f"redteam.safety.m.{f}" for f in
-                                ("prompt_injection", "system_prompt_extraction", "bias")]  # fmt: skip
+    families = ("prompt_injection", "system_prompt_extraction", "bias")
+    assert kinds["redteam"] == [f"redteam.safety.m.{f}" for f in families]
     assert kinds["detect"] == ["detect.safety.m"] and kinds["gate"] == ["gate.safety"]
     assert "generate" not in kinds and "summary" not in kinds
     bias = g.jobs["probes.safety.bias"].inputs
