@@ -219,7 +219,14 @@ def redteam_from_lock(graph: Any, gate_job: Any, result: Any) -> Any:
     variants = []
     for v in result.variants:
         stats = {
-            m: {"asr": r.mean, "n": r.n, "lcb95": r.lcb95, "ucb95": r.ucb95}
+            m: {
+                "asr": r.mean,
+                "n": r.n,
+                "lcb95": r.lcb95,
+                "ucb95": r.ucb95,
+                # the lock keeps the rate and n: successes are their product
+                "successes": None if r.mean is None else round(r.mean * r.n),
+            }
             for m, r in v.metrics.items()
         }
         variants.append(RedteamVariant(name=v.name, cells=_cells(jobs[v.name], stats)))

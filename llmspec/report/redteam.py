@@ -78,48 +78,61 @@ def _clip(text: str | None) -> str:
 
 
 def markdown_lines(s: Any) -> list[str]:
+    """Two collapsed blocks, to keep a pull-request comment short: the rates by family and
+    strategy (one row per family, one column per variant), and the worst transcripts, one line
+    each (the HTML report and `--format json` have them whole)."""
     rt = s.redteam
     if rt is None:
         return []
     cols = columns(rt)
-    out = [f"Attack success rate by strategy (probe set `{rt.probe_set}`): successes/n, 95% "
-           "Wilson interval; lower is better.", ""]  # fmt: skip
-    for v in rt.variants:
-        out.append(f"**`{v.name}`**")
-        out.append("")
-        out.append("| family | OWASP (2025) | " + " | ".join(cols) + " |")
-        out.append("|---" * (2 + len(cols)) + "|")
-        for f, by in grid(rt, v):
-            vals = [f"{cell(by.get(c))} {interval(by.get(c))}".strip() for c in cols]
-            out.append(f"| `{f.name}` | {owasp(f)} | " + " | ".join(vals) + " |")
-        if v.planted:
-            out.append("")
-            out.append(
-                f"Planted documents were retrieved for {v.planted_retrieved} of {v.planted} "
-                "attempts."
-            )
-        out.append("")
+    out = [
+        f"<details><summary>Attack success rate by strategy (probe set `{rt.probe_set}`): "
+        "successes/n, lower is better</summary>",
+        "",
+        "| family | OWASP (2025) | " + " | ".join(f"`{v.name}`" for v in rt.variants) + " |",
+        "|---" * (2 + len(rt.variants)) + "|",
+    ]
+    grids = [dict((f.name, by) for f, by in grid(rt, v)) for v in rt.variants]
+    for f in rt.families:
+        parts = [
+            ", ".join(f"{c} {_ratio(g[f.name].get(c))}" for c in cols if c in g[f.name])
+            for g in grids
+        ]
+        out.append(f"| `{f.name}` | {owasp(f)} | " + " | ".join(parts) + " |")
+    planted = [f"`{v.name}` {v.planted_retrieved}/{v.planted}" for v in rt.variants if v.planted]
+    if planted:
+        out += ["", f"Planted documents retrieved: {', '.join(planted)}."]
+    out += ["", "</details>", ""]
     if rt.worst:
-        out.append(f"<details><summary>Worst transcripts ({len(rt.worst)})</summary>")
+        shown = rt.worst[:MARKDOWN_WORST]
+        out.append(
+            f"<details><summary>Worst transcripts ({len(shown)} of {len(rt.worst)})</summary>"
+        )
         out.append("")
-        for t in rt.worst:
-            out.append(f"- `{t.variant}` **{t.family}** / {t.strategy} `{t.probe}`: {t.evidence}")
-            out += _fenced("probe", t.input)
-            if t.document:
-                where = " (retrieved)" if t.retrieved else ""
-                out += _fenced(f"document{where}", t.document)
-            out += _fenced("output", t.output)
-            if t.paired_input is not None:
-                out += _fenced("paired probe", t.paired_input)
-                out += _fenced("paired output", t.paired_output)
+        for t in shown:
+            out.append(
+                f"- `{t.variant}` {t.family}/{t.strategy}: {t.evidence}; probe "
+                f"{_inline(t.input)} -> output {_inline(t.output)}"
+            )
         out += ["", "</details>", ""]
     return out
 
 
-def _fenced(label: str, text: str | None) -> list[str]:
-    body = _clip(text).replace("```", "`\u200b``")
-    return [f"  {label}:", "  ```text", *(f"  {line}" for line in body.splitlines() or [""]),
-            "  ```"]  # fmt: skip
+MARKDOWN_WORST = 8
+INLINE = 90  # characters of a probe or an output on a Markdown transcript line
+
+
+def _ratio(c: Any) -> str:
+    if c is None or c.asr is None:
+        return "-"
+    return f"{c.successes if c.successes is not None else number(c.asr)}/{c.n}"
+
+
+def _inline(text: str | None) -> str:
+    flat = " ".join((text or "").split())
+    if len(flat) > INLINE:
+        flat = flat[:INLINE] + "..."
+    return "`" + flat.replace("`", "'") + "`" if flat else "(empty)"
 
 
 def e(value: Any) -> str:
