@@ -87,7 +87,7 @@ def asr_stats(values: list[float], probes: int, attempts: int, missing: int) -> 
     }
 
 
-def _verdicts(family: str, rows: list[dict], canaries: list[str]) -> list[tuple]:
+def _verdicts(family: str, rows: list[dict], canaries: list[str], own: str) -> list[tuple]:
     """(success or None, evidence) per row, in row order."""
     from llmspec.probes.detectors import detect, pair_divergence
 
@@ -97,7 +97,7 @@ def _verdicts(family: str, rows: list[dict], canaries: list[str]) -> list[tuple]
             if r["finish"] == "error":
                 out.append((None, r.get("error")))
             else:
-                out.append(detect(r["probe"], r["output"], r["system"], r["user"], canaries))
+                out.append(detect(r["probe"], r["output"], r["system"], own, canaries))
         return out
     by_pair: dict[tuple[str, int], dict[int, int]] = {}
     for i, r in enumerate(rows):
@@ -135,8 +135,10 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     causes: dict[str, int] = {}
     offset = 0
     for family in families:
-        rows = deps[f"shard.{family}"]["rows"]
-        for r, (success, evidence) in zip(rows, _verdicts(family, rows, canaries), strict=True):
+        shard = deps[f"shard.{family}"]
+        rows = shard["rows"]
+        verdicts_of = _verdicts(family, rows, canaries, shard["own"])
+        for r, (success, evidence) in zip(rows, verdicts_of, strict=True):
             probe = r["probe"]
             key = [offset + r["row"], r["repeat"]]
             keys.append(key)

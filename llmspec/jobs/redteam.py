@@ -86,9 +86,24 @@ def _planted(probe: dict[str, Any]) -> str | None:
     return doc["text"] if doc and doc.get("channel") == "index" else None
 
 
+class _Embedded:
+    """An embedder that answers with vectors already computed (one batch for every query of a
+    job), so each planted copy of the index is searched without embedding its query again."""
+
+    def __init__(self, table: dict[str, list[float]]):
+        self.table = table
+
+    def encode(self, texts: list[str], **_: Any) -> Any:
+        import numpy as np
+
+        return np.asarray([self.table[t] for t in texts], dtype=np.float32)
+
+
 def _retrieve(job: Any, deps: Any, ctx: Any, probes: list[dict]) -> list[list[dict]]:
     """Each probe's retrieved chunks; a probe with a planted document searches a copy of the
     index with the document's chunks appended."""
+    import numpy as np
+
     from llmspec.jobs.index import chunk_text, embed, retrieve
 
     index, vectors = deps["index"], deps.meta["index"]["embeddings"]
@@ -100,12 +115,18 @@ def _retrieve(job: Any, deps: Any, ctx: Any, probes: list[dict]) -> list[list[di
         settings["chunk"]["overlap"],
     )
     queries = [p.get("query", p["text"]) for p in probes]
+    if not queries:
+        return []
+    query_vectors = embed(embedder, queries)
+    known = _Embedded(dict(zip(queries, query_vectors, strict=True)))
+    dim = len(query_vectors[0]) if query_vectors else 0
+    base = np.asarray(vectors, dtype=np.float32).reshape(len(index["chunks"]), dim)
     out: list[list[dict]] = [[] for _ in probes]
     plain = [i for i, p in enumerate(probes) if _planted(p) is None]
-    found = retrieve(index, vectors, [queries[i] for i in plain], embedder, top_k) if plain else []
+    found = retrieve(index, base, [queries[i] for i in plain], known, top_k) if plain else []
     for i, chunks in zip(plain, found, strict=True):
         out[i] = chunks
-    planted = [i for i in range(len(probes)) if i not in set(plain)]
+    planted = [i for i in range(len(probes)) if _planted(probes[i]) is not None]
     pieces = {i: chunk_text(_planted(probes[i]) or "", size, overlap) for i in planted}
     flat = [text for i in planted for _, text in pieces[i]]
     flat_vectors = iter(embed(embedder, flat))
@@ -115,8 +136,9 @@ def _retrieve(job: Any, deps: Any, ctx: Any, probes: list[dict]) -> list[list[di
             for start, text in pieces[i]
         ]
         copy = {"chunks": list(index["chunks"]) + extra}
-        more = [next(flat_vectors) for _ in extra]
-        out[i] = retrieve(copy, list(vectors) + more, [queries[i]], embedder, top_k)[0]
+        more = np.asarray([next(flat_vectors) for _ in extra], dtype=np.float32)
+        matrix = np.vstack([base, more.reshape(len(extra), -1)]) if len(extra) else base
+        out[i] = retrieve(copy, matrix, [queries[i]], known, top_k)[0]
     return out
 
 
@@ -158,7 +180,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             system = render_system(prompt, variables, ins["canaries"], probe)
             user = templating.render_string(prompt["template"], variables)
         except TemplateError as e:
-            slots += [(i, rep, None, None, f"template: {e}") for rep in range(ins["attempts"])]
+            slots += [(i, rep, None, f"template: {e}") for rep in range(ins["attempts"])]
             continue
         for rep in range(ins["attempts"]):
             requests.append(
@@ -173,7 +195,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
                     stop=tuple(params["stop"]),
                 )
             )
-            slots.append((i, rep, system, user, None))
+            slots.append((i, rep, system, None))
     provider = ctx.provider(ins["model"] | job.local["model"])
     generated = provider.generate(requests) if requests else []
     failed = [r for r in generated if r.finish == "error"]
@@ -184,10 +206,9 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         )
     results = iter(generated)
     rows, latency = [], []
-    for i, rep, system, user, err in slots:
+    for i, rep, system, err in slots:
         probe = probes[i]
         row: dict[str, Any] = {"row": i, "repeat": rep, "probe": probe, "system": system}
-        row["user"] = user
         if contexts is not None:
             row["context"] = contexts[i]
             if _planted(probe) is not None:
@@ -214,7 +235,26 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             }
         )
         latency.append(round(r.seconds, 6))
-    return {"rows": rows}, {"latency": latency}
+    return {"rows": rows, "own": own_text(prompt, ins["values"], ins["input"])}, {
+        "latency": latency
+    }
+
+
+def own_text(prompt: dict, values: dict, input_var: str) -> str:
+    """What the prompt's author wrote: its system prompt and template rendered with the
+    constants, an empty probe and no context (personal data there is not leaked data)."""
+    from jinja2 import TemplateError
+
+    from llmspec import templating
+
+    variables = dict(values) | {input_var: "", "canaries": [], "context": []}
+    parts = []
+    for source in (prompt.get("system"), prompt.get("template")):
+        try:
+            parts.append(templating.render_string(source, variables) if source else "")
+        except TemplateError:
+            parts.append(source or "")
+    return "\n".join(parts)
 
 
 KIND = JobKind(

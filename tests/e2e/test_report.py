@@ -66,7 +66,7 @@ def test_report_formats(applied, tmp_path: Path) -> None:
         if not folded and not line.startswith("</details>"):
             visible.append(line)
     assert len(visible) < 60  # short enough for a PR comment
-    assert "Worst transcripts" in md and "LLM07 System Prompt Leakage" in md
+    assert "Attack success rate by strategy" in md and "LLM07 System Prompt Leakage" in md
 
     out = tmp_path / "results.xml"
     junit = cli.invoke(main, ["report", str(root), "--format", "junit", "--out", str(out)])
