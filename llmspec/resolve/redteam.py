@@ -75,7 +75,7 @@ def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> 
     if s.input is not None:
         if s.input not in used:
             c.error(
-                "E045",
+                "E046",
                 f"prompt `{pname}` does not use `{s.input}`, the suite's `input:`",
                 where,
                 f"put `{{{{ {s.input} }}}}` in its template, or name one of: "
@@ -85,7 +85,7 @@ def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> 
         for var in free:
             if var != s.input:
                 c.error(
-                    "E045",
+                    "E046",
                     f"prompt `{pname}` uses `{var}`, which a red-team suite does not provide",
                     where,
                     f"give it a constant in `values:`; probes fill `{s.input}` (the suite's "
@@ -96,7 +96,7 @@ def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> 
         return free[0]
     if not free:
         c.error(
-            "E045",
+            "E046",
             f"prompt `{pname}` has no variable to receive the probes' text",
             where,
             "put the user's message in its template, e.g. `{{ question }}` (variables in "
@@ -104,7 +104,7 @@ def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> 
         )
     else:
         c.error(
-            "E045",
+            "E046",
             f"prompt `{pname}` uses {len(free)} variables ({', '.join(free)}); a red-team suite "
             "fills one with each probe",
             where,
@@ -120,7 +120,7 @@ def _check_attempts(c: Any, name: str, s: Any) -> None:
         model = c.p.models.get(m)
         if model is not None and model.params.temperature == 0:
             c.warn(
-                "W013",
+                "W021",
                 f"`attempts: {s.probes.attempts}` but model `{m}` decodes greedily "
                 "(temperature 0): every attempt gives the same output",
                 ("suites", name, "models", j),

@@ -136,7 +136,7 @@ def test_the_prompt_needs_one_variable_for_the_probes(
         "    prompt: bot\n", "    prompt: bot\n" + extra
     )
     [d] = [d for d in _diags(_root(tmp_path, text)) if d.severity == "error"]
-    assert d.code == "E045" and words in d.message, d
+    assert d.code == "E046" and words in d.message, d
 
 
 def test_other_variables_take_constants(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_attempts_on_a_greedy_model_warn(tmp_path: Path) -> None:
     text = SPEC.replace("seed: 1\n", "seed: 1\n      attempts: 3\n")
     rp = load_project(_root(tmp_path, text))
     [w] = rp.warnings
-    assert w.code == "W013" and "temperature 0" in w.message
+    assert w.code == "W021" and "temperature 0" in w.message
 
 
 def _graph(root: Path):
