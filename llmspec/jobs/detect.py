@@ -131,7 +131,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     cell_probes: dict[str, set[str]] = {}
     missing: dict[str, int] = {}
     verdicts = []
-    errors = truncated = planted = retrieved = 0
+    errors = truncated = closed_early = planted = retrieved = 0
     causes: dict[str, int] = {}
     offset = 0
     for family in families:
@@ -150,6 +150,8 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
                 causes[cause] = causes.get(cause, 0) + 1
             elif r["finish"] == "length":
                 truncated += 1
+            elif r["finish"] == "budget":
+                closed_early += 1
             if "planted_retrieved" in r:
                 planted += 1
                 retrieved += bool(r["planted_retrieved"])
@@ -190,6 +192,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "rows": len(keys),
         "errors": errors,
         "truncated": truncated,
+        "closed_early": closed_early,
         "causes": dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))),
         "stats": stats,
         "repeats": {},

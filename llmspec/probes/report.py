@@ -99,6 +99,7 @@ def redteam_parts(graph: Any, store: Any, gate_job: Any) -> tuple:
                 rows=out["rows"],
                 errors=out["errors"],
                 truncated=out["truncated"],
+                closed_early=out.get("closed_early", 0),
                 causes=out.get("causes", {}),
                 metrics={m: metric_result(st) for m, st in out["stats"].items()},
             )
