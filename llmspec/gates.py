@@ -37,7 +37,7 @@ STATS = ("mean", "lcb95", "ucb95", "p50", "p95", "min", "max", "rate", "asr")
 rows scoring 1, `asr` a red-team family's attack success rate."""
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_\-]*"
-_REF = rf"{_NAME}(?:/{_NAME})?(?:\.{_NAME}){{0,2}}"
+_REF = rf"{_NAME}(?:/{_NAME})?(?:\.{_NAME}){{0,3}}"
 _NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _GATE = re.compile(
     rf"^\s*(?P<left>{_REF})(?:\s*-\s*(?P<right>{_REF}))?\s*(?P<op>>=|<=|==|!=|>|<)\s*"
@@ -115,6 +115,9 @@ def bind(
 
     >>> bind(parse_gate("m.rouge_l.p95 < 2"), ("rouge_l",), ("m",)).left
     Ref(metric='rouge_l', stat='p95', variant='m', parts=('m', 'rouge_l', 'p95'))
+    >>> r = bind(parse_gate("m.jailbreak.base64.asr < 0.1"), ("jailbreak.base64",), ("m",)).left
+    >>> r.variant, r.metric, r.stat
+    ('m', 'jailbreak.base64', 'asr')
     """
     who = f"suite `{suite}`" if suite else "the suite"
     left = _bind_ref(gate.left, metrics, variants, who)
@@ -128,11 +131,24 @@ def bind(
 
 
 def _bind_ref(ref: Ref, metrics: tuple[str, ...], variants: tuple[str, ...], who: str) -> Ref:
+    """A metric's name may hold one dot (a red-team suite's `jailbreak.base64`): the longest
+    known name wins, so `jailbreak.base64.asr` is that metric's `asr`."""
     from llmspec.errors import did_you_mean
 
     parts = list(ref.parts)
+
+    def dotted(ps: list[str]) -> bool:
+        return len(ps) >= 2 and ".".join(ps[:2]) in metrics
+
     variant = None
-    if len(parts) == 3 or (len(parts) == 2 and parts[0] in variants) or "/" in parts[0]:
+    named = parts[0] in variants or "/" in parts[0]
+    if not named and len(parts) >= 3 and parts[0] in metrics and any("." in m for m in metrics):
+        if not dotted(parts):  # FAMILY.STRATEGY.STAT with a strategy the suite lacks
+            raise GateError(
+                f"gate uses metric `{parts[0]}.{parts[1]}`, which {who} does not compute",
+                did_you_mean(f"{parts[0]}.{parts[1]}", metrics),
+            )
+    if not dotted(parts) and (named or len(parts) >= 3):
         variant = parts.pop(0)
         if variant not in variants:
             raise GateError(
@@ -141,11 +157,19 @@ def _bind_ref(ref: Ref, metrics: tuple[str, ...], variants: tuple[str, ...], who
             )
     if not parts:
         raise GateError(f"gate `{'.'.join(ref.parts)}` names no metric", "write VARIANT.METRIC")
-    metric, *rest = parts
+    if dotted(parts):
+        metric, rest = ".".join(parts[:2]), parts[2:]
+    else:
+        metric, rest = parts[0], parts[1:]
     if metric not in metrics:
         raise GateError(
             f"gate uses metric `{metric}`, which {who} does not compute",
             did_you_mean(metric, metrics) or "add it to `metrics:`",
+        )
+    if len(rest) > 1:
+        raise GateError(
+            f"gate `{'.'.join(ref.parts)}` has more parts than VARIANT.METRIC.STAT",
+            f"statistics: {', '.join(STATS)}",
         )
     stat = rest[0] if rest else "mean"
     if stat not in STATS:

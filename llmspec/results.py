@@ -144,9 +144,66 @@ class TestSetResult(_Frozen):
     from_lock: bool = False
 
 
+class AttackCell(_Frozen):
+    """A red-team family under one strategy (`plain`: the base probes, no strategy)."""
+
+    family: str
+    strategy: str
+    n: int = Field(0, description="attempts scored (a bias pair counts once)")
+    successes: int | None = None
+    probes: int | None = None
+    attempts: int | None = Field(None, description="generations per probe")
+    missing: int = Field(0, description="attempts whose generation failed")
+    asr: float | None = Field(None, description="attack success rate: successes / n")
+    lcb95: float | None = Field(None, description="95% Wilson interval, lower bound")
+    ucb95: float | None = None
+    baseline: float | None = Field(None, description="the family's ASR without a strategy")
+
+
+class FamilyInfo(_Frozen):
+    name: str
+    owasp: str | None = Field(description="OWASP Top 10 for LLM Applications (2025) id")
+    owasp_name: str | None = None
+    description: str = ""
+    detector: str = ""
+
+
+class RedteamVariant(_Frozen):
+    name: str
+    cells: list[AttackCell] = []
+    planted: int = Field(0, description="attempts whose probe planted a document in the index")
+    planted_retrieved: int = Field(0, description="of those, how many retrieved it")
+
+
+class Transcript(_Frozen):
+    """A successful attack, as the target saw and answered it."""
+
+    variant: str
+    family: str
+    strategy: str
+    probe: str
+    attempt: int = 0
+    input: str
+    document: str | None = Field(None, description="what the probe placed in the context")
+    retrieved: bool | None = Field(None, description="whether retrieval surfaced the document")
+    output: str | None = None
+    evidence: str | None = None
+    paired_input: str | None = Field(None, description="bias: the other side of the pair")
+    paired_output: str | None = None
+
+
+class RedteamResult(_Frozen):
+    probe_set: str
+    families: list[FamilyInfo] = []
+    strategies: list[str] = []
+    variants: list[RedteamVariant] = []
+    worst: list[Transcript] = Field([], description="successful attacks, a few per family")
+
+
 class SuiteResult(_Frozen):
     name: str
     description: str | None = None
+    kind: Literal["eval", "redteam"] = "eval"
     status: Literal["passed", "failed", "not run", "incomplete"]
     from_lock: bool = False
     metrics: list[str] = []
@@ -155,6 +212,7 @@ class SuiteResult(_Frozen):
     gates: list[GateResult] = []
     comparisons: list[Comparison] = []
     rows: list[RowResult] = []
+    redteam: RedteamResult | None = Field(None, description="red-team suites: ASR by strategy")
 
 
 class Results(_Frozen):
@@ -284,6 +342,63 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
     name = gate_job.id.removeprefix("gate.")
     s = spec.suites.get(name) if spec is not None else None
     description = s.description if s is not None else None
+    redteam = None
+    if any(graph.jobs[d].kind == "detect" for d in gate_job.deps.values()):
+        from llmspec.probes.report import redteam_parts
+
+        kind = "redteam"
+        info, variants, rows, redteam, complete = redteam_parts(graph, store, gate_job)
+    else:
+        kind = "eval"
+        info, variants, rows, complete = _eval_parts(graph, store, gate_job)
+    metrics = [m.name for m in info]
+    head = {"name": name, "description": description, "kind": kind, "metrics": metrics}
+    head["metric_info"] = info
+    gate_out = store.get(gate_job.key)
+    if gate_out is not None and complete:
+        out = gate_out.output
+        gates = [
+            GateResult(
+                gate=c["gate"],
+                variant=c.get("variant"),
+                value=c.get("value"),
+                threshold=c.get("threshold"),
+                passed=c["passed"],
+                reason=c.get("reason"),
+            )
+            for c in out["results"]
+        ]
+        return SuiteResult(
+            **head,
+            status="passed" if out["passed"] else "failed",
+            variants=variants,
+            gates=gates,
+            comparisons=[Comparison(**c) for c in out.get("comparisons", [])],
+            rows=rows,
+            redteam=redteam,
+        )
+    locked = lock.suites.get(name) if lock is not None else None
+    locked_job = lock.jobs.get(gate_job.id) if lock is not None else None
+    if locked and locked_job is not None and locked_job.key == gate_job.key and not variants:
+        result = _from_lock(name, description, info, locked, graph, gate_job)
+        if kind == "redteam":
+            from llmspec.probes.report import redteam_from_lock
+
+            result = result.model_copy(
+                update={"kind": kind, "redteam": redteam_from_lock(graph, gate_job, result)}
+            )
+        return result
+    return SuiteResult(
+        **head,
+        status="incomplete" if variants else "not run",
+        variants=variants,
+        rows=rows,
+        redteam=redteam,
+    )
+
+
+def _eval_parts(graph: Any, store: Any, gate_job: Any) -> tuple:
+    """(metric info, variants, rows, complete) of an eval suite, from its summaries."""
     info = _metric_info(graph, gate_job)
     metrics = [m.name for m in info]
     variants, rows = [], []
@@ -291,7 +406,7 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
     for role, summary_id in gate_job.deps.items():
         variant = role.removeprefix("summary.")
         summary_job = graph.jobs[summary_id]
-        model, prompt = _variant_names(graph, summary_job)
+        model, prompt = variant_names(graph, summary_job)
         summary = store.get(summary_job.key)
         if summary is None:
             complete = False
@@ -311,55 +426,17 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
                 truncated=out["truncated"],
                 closed_early=out.get("closed_early", 0),
                 causes=out.get("causes", {}),
-                metrics={
-                    m: MetricResult(
-                        **{k: v for k, v in st.items() if k in MetricResult.model_fields}
-                    )
-                    for m, st in stats.items()
-                },
+                metrics={m: metric_result(st) for m, st in stats.items()},
                 repeats={m: Agreement(**a) for m, a in out.get("repeats", {}).items()},
                 by_kind=breakdown(mine, metrics),
                 failures=_failures(mine) if attributed else {},
             )
         )
-    gate_out = store.get(gate_job.key)
-    if gate_out is not None and complete:
-        out = gate_out.output
-        gates = [
-            GateResult(
-                gate=c["gate"],
-                variant=c.get("variant"),
-                value=c.get("value"),
-                threshold=c.get("threshold"),
-                passed=c["passed"],
-                reason=c.get("reason"),
-            )
-            for c in out["results"]
-        ]
-        return SuiteResult(
-            name=name,
-            description=description,
-            status="passed" if out["passed"] else "failed",
-            metrics=metrics,
-            metric_info=info,
-            variants=variants,
-            gates=gates,
-            comparisons=[Comparison(**c) for c in out.get("comparisons", [])],
-            rows=rows,
-        )
-    locked = lock.suites.get(name) if lock is not None else None
-    locked_job = lock.jobs.get(gate_job.id) if lock is not None else None
-    if locked and locked_job is not None and locked_job.key == gate_job.key and not variants:
-        return _from_lock(name, description, info, locked, graph, gate_job)
-    return SuiteResult(
-        name=name,
-        description=description,
-        status="incomplete" if variants else "not run",
-        metrics=metrics,
-        metric_info=info,
-        variants=variants,
-        rows=rows,
-    )
+    return info, variants, rows, complete
+
+
+def metric_result(stats: dict[str, Any]) -> MetricResult:
+    return MetricResult(**{k: v for k, v in stats.items() if k in MetricResult.model_fields})
 
 
 def _from_lock(
@@ -368,7 +445,7 @@ def _from_lock(
     variants = []
     for role, summary_id in gate_job.deps.items():
         variant = role.removeprefix("summary.")
-        model, prompt = _variant_names(graph, graph.jobs[summary_id])
+        model, prompt = variant_names(graph, graph.jobs[summary_id])
         recorded = locked.get("metrics", {}).get(variant, {})
         variants.append(
             VariantResult(
@@ -399,9 +476,11 @@ def _from_lock(
     )
 
 
-def _variant_names(graph: Any, summary_job: Any) -> tuple[str, str]:
+def variant_names(graph: Any, summary_job: Any) -> tuple[str, str]:
+    """(model, prompt) of a variant, from the job that prompted its model."""
     for shard_id in summary_job.deps.values():
-        gen = graph.jobs[graph.jobs[shard_id].deps["generate"]]
+        shard = graph.jobs[shard_id]
+        gen = graph.jobs[shard.deps["generate"]] if "generate" in shard.deps else shard
         return gen.origin["model"][1], gen.origin["prompt"][1]
     return "?", "?"
 

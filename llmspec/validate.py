@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from llmspec.errors import Diagnostic, LlmspecError, Loc, did_you_mean
 from llmspec.load import KeyPath, SourceFile
-from llmspec.spec import DISCRIMINATORS, SECTIONS, SINGULAR, Project
+from llmspec.spec import DISCRIMINATORS, SECTIONS, SINGULAR, TAG_CALLABLES, Project
 
 TOP_SCALARS = ("version", "name", "description")
 
@@ -126,13 +126,27 @@ def validate_files(files: tuple[SourceFile, ...], root: str | Path = ".") -> Val
     try:
         project = Project.model_validate(merged)
     except ValidationError as e:
-        diags.extend(_diagnostic(err, merged, sources) for err in e.errors())
+        diags.extend(_diagnostic(err, merged, sources) for err in _root_causes(e.errors()))
         project = None
     if any(d.code == "E011" and d.loc and d.loc.line == 1 for d in diags) and project is None:
         diags = [d for d in diags if d.code != "E012"]  # a file that is not a mapping says it all
     if diags or project is None:
         raise LlmspecError(sorted(_unique(diags), key=Diagnostic.sort_key))
     return ValidProject(project, sources, merged)
+
+
+def _root_causes(errors: list[Any]) -> list[Any]:
+    """Errors without the consequences of others: a list too short only because its items
+    failed (`families: [jailbrek]` is one mistake, not two)."""
+    inner = [tuple(e["loc"]) for e in errors]
+    return [
+        e
+        for e in errors
+        if not (
+            e["type"] == "too_short"
+            and any(len(o) > len(e["loc"]) and o[: len(e["loc"])] == tuple(e["loc"]) for o in inner)
+        )
+    ]
 
 
 def _unique(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -197,7 +211,9 @@ def _data_path(loc: tuple, data: Any) -> tuple[KeyPath, bool]:
     return tuple(path), is_key
 
 
-_TAGS = frozenset(t for tags in DISCRIMINATORS.values() for t in tags)
+_TAGS = frozenset(
+    t for tags in (*DISCRIMINATORS.values(), *(v[1] for v in TAG_CALLABLES.values())) for t in tags
+)
 
 
 def _is_tag(part: str) -> bool:
@@ -246,19 +262,34 @@ def _pick(tp: Any, value: Any) -> Any:
             tp = typing.get_args(tp)[0]
             continue
         if origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            options = [_unannotated(a) for a in typing.get_args(tp) if a is not type(None)]
             models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
             if len(options) == 1:
                 tp = options[0]
                 continue
             for m in models:
-                for disc in DISCRIMINATORS:
-                    f = m.model_fields.get(disc)
-                    if f is not None and isinstance(value, dict):
-                        if value.get(disc) in typing.get_args(f.annotation):
-                            return m
+                if tag_matches(m, value):
+                    return m
             return models[0] if len(models) == 1 else tp
         return tp
+
+
+def _unannotated(tp: Any) -> Any:
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+
+
+def tag_matches(model: type[BaseModel], value: Any) -> bool:
+    """Whether `value` (data) carries the union tag of `model`, or lacks it where the tag has a
+    default (a suite without `kind` is an `eval` suite)."""
+    if not isinstance(value, dict):
+        return False
+    tags = {"provider", "kind"}
+    for disc in tags & set(model.model_fields):
+        f = model.model_fields[disc]
+        tag = value[disc] if disc in value else (None if f.is_required() else f.default)
+        if tag in typing.get_args(f.annotation):
+            return True
+    return False
 
 
 def _where(path: KeyPath) -> str:
@@ -277,7 +308,7 @@ def _diagnostic(err: Any, data: dict, sources: Sources) -> Diagnostic:
         name = str(path[-1])
         parent = _model_at(path[:-1], data)
         known = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
-        hint = did_you_mean(name, known)
+        hint = _other_kind(name, parent) or did_you_mean(name, known)
         where = _where(path[:-1])
         return Diagnostic(
             "E010", f"unknown field `{name}` in {where}", sources.loc(path, key=True), hint
@@ -300,6 +331,9 @@ def _diagnostic(err: Any, data: dict, sources: Sources) -> Diagnostic:
     if etype in ("union_tag_invalid", "union_tag_not_found"):
         disc = err.get("ctx", {}).get("discriminator", "'provider'").strip("'")
         known = list(DISCRIMINATORS.get(disc, ()))
+        if disc in TAG_CALLABLES:
+            disc, tags = TAG_CALLABLES[disc]
+            known = list(tags)
         if etype == "union_tag_not_found":
             return Diagnostic(
                 "E012",
@@ -354,6 +388,21 @@ def _diagnostic(err: Any, data: dict, sources: Sources) -> Diagnostic:
     if etype == "value_error":
         msg = msg.removeprefix("Value error, ")
     return Diagnostic("E013", f"{msg} in {_where(path)}", sources.loc(path), None)
+
+
+def _other_kind(name: str, parent: type[BaseModel] | None) -> str | None:
+    """`probes` on an eval suite: the field belongs to another kind of the same union."""
+    from llmspec.spec import SUITE_TYPES
+
+    for tag, unions in (("kind", SUITE_TYPES),):
+        if parent in unions.values() and name not in parent.model_fields:
+            owners = [k for k, m in unions.items() if name in m.model_fields]
+            if owners:
+                mine = typing.get_args(parent.model_fields[tag].annotation)[0]
+                if parent.model_fields[tag].is_required():
+                    return f"`{name}` belongs to `{tag}: {owners[0]}` suites, not `{tag}: {mine}`"
+                return f"`{name}` belongs to `{tag}: {owners[0]}` suites: add `{tag}: {owners[0]}`"
+    return None
 
 
 def _looks_typed(value: str) -> bool:

@@ -78,11 +78,18 @@ def main() -> None:
       llmspec apply specs/             run it; results go to the store and llmspec.lock
       llmspec report specs/            the suites' results as text, Markdown, JSON or JUnit
       llmspec lock diff --git HEAD~1   what changed in the lock, for an auditor
+      llmspec redteam export safety specs/   the probes a red-team suite sends
       llmspec view specs/              the results hub: runs over time, compare two runs
     """
 
 
-from llmspec.cli import hub_cmds, lock_cmds, run_cmds, spec_cmds  # noqa: E402,F401  (registers commands)
+from llmspec.cli import (  # noqa: E402,F401  (registers commands)
+    hub_cmds,
+    lock_cmds,
+    redteam_cmds,
+    run_cmds,
+    spec_cmds,
+)
 
 if __name__ == "__main__":
     main()

@@ -61,14 +61,20 @@ def project_summary(resolved: Any) -> str:
         src = d.path or f"generated from {d.generate.from_}"
         rows.append(("dataset", name, src + (f", {_count(n, 'row')}" if n is not None else "")))
     for name, s in p.suites.items():
-        rows.append(
-            (
-                "suite",
-                name,
-                f"{', '.join(s.prompt_names)} x {', '.join(s.models)} on {s.dataset}; "
-                f"{_count(len(s.metrics), 'metric')}, {_count(len(s.gates), 'gate')}",
+        target = f"{', '.join(s.prompt_names)} x {', '.join(s.models)}"
+        if s.kind == "redteam":
+            pr = s.probes
+            what = (
+                f"red team of {target}: {_count(len(pr.families), 'family', 'families')}, "
+                f"{_count(len(pr.strategies), 'strategy', 'strategies')}, {pr.per_family} "
+                f"per family; {_count(len(s.gates), 'gate')}"
             )
-        )
+        else:
+            what = (
+                f"{target} on {s.dataset}; "
+                f"{_count(len(s.metrics), 'metric')}, {_count(len(s.gates), 'gate')}"
+            )
+        rows.append(("suite", name, what))
     for name, d in p.deployments.items():
         req = f" after {', '.join(d.requires)}" if d.requires else ""
         rows.append(("deployment", name, f"{d.model} + {d.prompt}{req}"))

@@ -30,6 +30,9 @@ KINDS: dict[str, str] = {
     "perplexity": "llmspec.jobs.perplexity:KIND",
     "score": "llmspec.jobs.score:KIND",
     "summary": "llmspec.jobs.summary:KIND",
+    "probes": "llmspec.jobs.probes:KIND",
+    "redteam": "llmspec.jobs.redteam:KIND",
+    "detect": "llmspec.jobs.detect:KIND",
     "gate": "llmspec.jobs.gate:KIND",
     "deploy": "llmspec.jobs.deploy:KIND",
 }

@@ -26,14 +26,28 @@ def names(spec: Any) -> Any:
 
 
 def build(cx: Any, suite_name: str) -> Any:
+    """A suite's gate job. An eval suite's variants are summarised by `summary` jobs, a red-team
+    suite's by `detect` jobs, whose metrics are the families' attack success rates (lower is
+    better)."""
     from llmspec.metrics import METRICS
 
-    summaries = cx.get("summary", suite_name)
+    s = cx.spec.suites[suite_name]
     gates = cx.rp.gates.get(suite_name, ())
-    metrics = [
-        {"name": m["name"], "higher_is_better": METRICS[m["kind"]].higher_is_better}
-        for m in cx.rp.metrics.get(suite_name, ())
-    ]
+    if s.kind == "redteam":
+        from llmspec.probes import metric_names
+
+        summaries = cx.get("detect", suite_name)
+        families = tuple(dict.fromkeys(s.probes.families))
+        metrics = [
+            {"name": m, "higher_is_better": False}
+            for m in metric_names(families, s.probes.strategies)
+        ]
+    else:
+        summaries = cx.get("summary", suite_name)
+        metrics = [
+            {"name": m["name"], "higher_is_better": METRICS[m["kind"]].higher_is_better}
+            for m in cx.rp.metrics.get(suite_name, ())
+        ]
     ins = cx.inputs().set("gates", [str(g) for g in gates]).set("variants", list(summaries))
     ins.set("metrics", metrics)
     if any(g.baseline for g in gates):

@@ -16,7 +16,9 @@ QUERY_COLUMNS = ("question", "query", "input")
 
 
 def names(spec: Any) -> Any:
-    return spec.suites
+    from llmspec.spec import suites_of
+
+    return suites_of(spec, "eval")
 
 
 def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:

@@ -63,7 +63,9 @@ def settings_of(m: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def names(spec: Any) -> Any:
-    return spec.suites
+    from llmspec.spec import suites_of
+
+    return suites_of(spec, "eval")
 
 
 def build(cx: Any, suite_name: str) -> dict[tuple[str, str], list[Any]]:

@@ -15,7 +15,9 @@ from llmspec.jobs import JobError, JobKind
 
 
 def names(spec: Any) -> Any:
-    return spec.suites
+    from llmspec.spec import suites_of
+
+    return suites_of(spec, "eval")
 
 
 def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:

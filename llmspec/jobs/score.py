@@ -21,7 +21,9 @@ FROM_DEPS = ("judge", "perplexity")  # computed by their own jobs
 
 
 def names(spec: Any) -> Any:
-    return spec.suites
+    from llmspec.spec import suites_of
+
+    return suites_of(spec, "eval")
 
 
 def metric_inputs(cx: Any, suite_name: str, model: str) -> tuple[list[dict], dict[str, str]]:

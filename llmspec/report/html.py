@@ -113,14 +113,18 @@ def suite_html(s: Any, index: int) -> list[str]:
             line = failure_line(v)
             if line:
                 out.append(f"<p>{e(line)}</p>")
-        if s.rows:
+        if s.rows and s.redteam is None:  # a red team's rows are 0/1 verdicts
             out.append("<h3>Distributions of row values</h3><div class=charts>")
             for metric in s.metrics:
                 out.append(_histograms(s, metric))
             out.append("</div>")
+    if s.redteam is not None:
+        from llmspec.report.redteam import html_parts
+
+        out += html_parts(s)
     if s.comparisons:
         out.append(_ab_table(s))
-    if s.rows:
+    if s.rows and s.redteam is None:  # a red team shows its worst transcripts instead
         out.append(_worst_rows(s, index))
     return out
 

@@ -58,6 +58,10 @@ def render(results: Any) -> str:
                 detail = gate_line(gate, v, checks).split(": ", 1)[1]
                 lines.append(f"- **{verdict(v)}** `{gate}`: {detail}")
             lines.append("")
+        if s.redteam is not None:
+            from llmspec.report.redteam import markdown_lines
+
+            lines += markdown_lines(s)
         if s.comparisons:
             holm = len(s.variants) > 2
             significant = [

@@ -56,6 +56,10 @@ def suite_lines(s: Any) -> list[str]:
             lines.append(f"  {line}")
     for gate, v, checks in gate_groups(s.gates):
         lines.append(f"  {gate_line(gate, v, checks)}")
+    if s.redteam is not None:
+        from llmspec.report.redteam import text_lines
+
+        lines += text_lines(s)
     if s.comparisons:
         holm = len(s.variants) > 2
         shown = [c for c in s.comparisons if (c.significant_holm if holm else c.significant)]

@@ -57,6 +57,7 @@ class ResolvedProject:
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
     metrics: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     correct: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    redteam: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
     def constraint(self, prompt: str) -> Any:
@@ -93,5 +94,6 @@ def resolve_project(
         gates=c.gates,
         metrics={k: tuple(m for m in v if m) for k, v in c.metrics.items()},
         correct=c.correct,
+        redteam=c.redteam,
         warnings=tuple(sorted(c.warnings, key=Diagnostic.sort_key)),
     )

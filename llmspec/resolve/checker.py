@@ -33,6 +33,7 @@ class Checker:
         self.gates: dict[str, tuple[Any, ...]] = {}
         self.metrics: dict[str, list[dict[str, Any] | None]] = {}
         self.correct: dict[str, dict[str, Any] | None] = {}
+        self.redteam: dict[str, dict[str, Any]] = {}  # red-team suites: input variable per prompt
 
     def loc(self, path: KeyPath, key: bool = False) -> Loc:
         return self.sources.loc(path, key=key)

@@ -29,7 +29,7 @@ def _decoded_locally(p: Any) -> set[str]:
     from llmspec.providers import PROVIDERS
 
     local = {n for n, m in p.models.items() if PROVIDERS[m.provider].engine == "llguidance"}
-    used = {s.prompt for s in p.suites.values() if local & set(s.models)}
+    used = {n for s in p.suites.values() if local & set(s.models) for n in s.prompt_names}
     return used | {d.prompt for d in p.deployments.values() if d.model in local}
 
 

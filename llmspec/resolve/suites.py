@@ -32,8 +32,13 @@ def variants(suite: Any) -> list[tuple[str, str, str]]:
 
 
 def check_suites(c: Any) -> None:
+    from llmspec.resolve.redteam import check_redteam
+
     for name, s in c.p.suites.items():
-        _check_suite(c, name, s)
+        if s.kind == "redteam":
+            check_redteam(c, name, s)
+        else:
+            _check_suite(c, name, s)
 
 
 def _check_suite(c: Any, name: str, s: Any) -> None:
@@ -77,7 +82,7 @@ def _check_suite(c: Any, name: str, s: Any) -> None:
         if prompt.output is not None:
             for i, m in enumerate(s.models):
                 if m in c.p.models:
-                    _check_capability(c, name, i, m, pname, prompt.output)
+                    check_capability(c, name, i, m, pname, prompt.output)
         if cols is not None:
             _check_variables(c, s, pname, prompt, cols, where)
         echo_only = all(
@@ -86,7 +91,7 @@ def _check_suite(c: Any, name: str, s: Any) -> None:
         for i, m in enumerate(metrics):
             if m and not echo_only:
                 _check_field(c, name, i, m, pname, prompt)
-    c.gates[name] = _check_gates(c, name, s, [m["name"] for m in metrics if m])
+    c.gates[name] = check_gates(c, name, s, [m["name"] for m in metrics if m])
 
 
 def _check_metrics(c: Any, name: str, s: Any) -> list[dict[str, Any] | None]:
@@ -384,7 +389,7 @@ def _check_variables(
             )
 
 
-def _check_gates(c: Any, name: str, s: Any, metrics: list[str]) -> tuple[Any, ...]:
+def check_gates(c: Any, name: str, s: Any, metrics: list[str]) -> tuple[Any, ...]:
     from llmspec.gates import GateError, bind, parse_gate
 
     names = tuple(v for v, _, _ in variants(s))
@@ -406,7 +411,7 @@ def _is_openai(base_url: str) -> bool:
     return host == "api.openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
 
 
-def _check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: Any) -> None:
+def check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: Any) -> None:
     """Refuse a constraint the model's provider cannot honour; warn when `max_tokens` looks
     too small for the smallest valid output."""
     from llmspec.providers import PROVIDERS

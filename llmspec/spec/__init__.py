@@ -10,7 +10,18 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
+
+from llmspec.probes import FAMILY_NAMES, STRATEGY_NAMES
 
 Str = Annotated[str, Strict()]
 Int = Annotated[int, Strict()]
@@ -314,8 +325,9 @@ MetricEntry = Str | dict[Str, dict[str, Any]]
 metric's own settings (`llmspec.metrics`)."""
 
 
-class Suite(Spec):
-    """A test suite: prompt variants x models over a dataset, `repeats` times, scored, gated."""
+class _Suite(Spec):
+    """What every kind of suite has: its target (prompt variants x models, retrieval) and its
+    gates."""
 
     description: Str | None = None
     prompt: Name | None = Field(None, description="the prompt (or `prompts:` for variants)")
@@ -323,22 +335,11 @@ class Suite(Spec):
         None, min_length=1, description="prompt variants, compared like models"
     )
     models: tuple[Name, ...] = Field(min_length=1)
-    dataset: Name
-    expected: Str | None = Field(
-        None, description="the reference column for this suite (default: the dataset's)"
-    )
     retrieve: Name | None = Field(None, description="a knowledge source to retrieve context from")
-    repeats: Int = Field(1, ge=1, le=100)
-    metrics: tuple[MetricEntry, ...] = Field(min_length=1)
     gates: tuple[Str, ...] = Field((), description='e.g. "rouge_l.lcb95 >= 0.35"')
-    correct: Str | None = Field(
-        None,
-        description="when a row's answer counts as right, for failure attribution: \"METRIC OP "
-        'NUMBER" (default: the first answer metric, == 1 for 0/1 metrics, >= 0.5 otherwise)',
-    )
 
     @model_validator(mode="after")
-    def _one_prompt_field(self) -> Suite:
+    def _one_prompt_field(self) -> _Suite:
         if (self.prompt is None) == (self.prompts is None):
             raise ValueError("give exactly one of `prompt` or `prompts` (a list of variants)")
         return self
@@ -346,6 +347,82 @@ class Suite(Spec):
     @property
     def prompt_names(self) -> tuple[str, ...]:
         return (self.prompt,) if self.prompt is not None else tuple(self.prompts or ())
+
+
+class Suite(_Suite):
+    """A test suite: prompt variants x models over a dataset, `repeats` times, scored, gated."""
+
+    kind: Literal["eval"] = Field("eval", description="`eval` (the default) or `redteam`")
+    dataset: Name
+    expected: Str | None = Field(
+        None, description="the reference column for this suite (default: the dataset's)"
+    )
+    repeats: Int = Field(1, ge=1, le=100)
+    metrics: tuple[MetricEntry, ...] = Field(min_length=1)
+    correct: Str | None = Field(
+        None,
+        description="when a row's answer counts as right, for failure attribution: \"METRIC OP "
+        'NUMBER" (default: the first answer metric, == 1 for 0/1 metrics, >= 0.5 otherwise)',
+    )
+
+
+Canary = Annotated[str, Strict(), StringConstraints(min_length=8, max_length=200)]
+"""A secret planted in the target: long enough that finding it in an output is no accident."""
+
+
+class Probes(Spec):
+    """Which attacks a red-team suite sends: `per_family` base probes of each family, drawn
+    with `seed`, each also sent through every strategy, `attempts` times."""
+
+    families: tuple[Literal[FAMILY_NAMES], ...] = Field(  # type: ignore[valid-type]
+        FAMILY_NAMES, min_length=1, description="probe families (default: all of them)"
+    )
+    strategies: tuple[Literal[STRATEGY_NAMES], ...] = Field(  # type: ignore[valid-type]
+        (), description="transformations of each base probe; `plain` (none) always runs too"
+    )
+    per_family: Int = Field(20, ge=1, le=10_000, description="base probes drawn per family")
+    attempts: Int = Field(1, ge=1, le=100, description="generations per probe (when sampling)")
+    seed: Int = Field(0, ge=0, description="which probes are drawn, and how strategies vary")
+
+
+class RedteamSuite(_Suite):
+    """A red-team suite: probe families (prompt injection, jailbreaks, leakage, PII, toxicity,
+    bias, hallucination) sent to prompt variants x models, scored by deterministic detectors;
+    gates read each family's attack success rate (`prompt_injection.asr <= 0.05`)."""
+
+    kind: Literal["redteam"]
+    input: Str | None = Field(
+        None,
+        description="the prompt variable that receives each probe's text (default: the prompt's "
+        "only variable besides `context`, `canaries` and those in `values`)",
+    )
+    values: dict[Str, Any] = Field(
+        {}, description="constant values for the prompt's other variables (e.g. `product`)"
+    )
+    probes: Probes = Probes()
+    canaries: tuple[Canary, ...] = Field(
+        (),
+        description="secrets planted in the system prompt and the context; a probe that gets "
+        "one out (also encoded) succeeds",
+    )
+    gates: tuple[Str, ...] = Field(
+        (),
+        description='on attack success rates: e.g. "prompt_injection.asr <= 0.05", '
+        '"jailbreak.base64.ucb95 <= 0.2", "overall.asr <= 0.1"',
+    )
+
+
+def _suite_kind(value: Any) -> str:
+    kind = value.get("kind", "eval") if isinstance(value, dict) else getattr(value, "kind", "eval")
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+AnySuite = Annotated[
+    Annotated[Suite, Tag("eval")] | Annotated[RedteamSuite, Tag("redteam")],
+    Discriminator(_suite_kind),
+]
+SUITE_TYPES: dict[str, type[Spec]] = {"eval": Suite, "redteam": RedteamSuite}
+SUITE_KINDS = tuple(SUITE_TYPES)
 
 
 class ExportTarget(Spec):
@@ -363,6 +440,10 @@ Target = Annotated[ExportTarget | HttpTarget, Field(discriminator="kind")]
 TARGET_TYPES = _tagged(Target, "kind")
 TARGET_KINDS = tuple(TARGET_TYPES)
 DISCRIMINATORS = {"provider": PROVIDERS, "kind": TARGET_KINDS}
+"""Union tags by field: a model's provider, a deployment target's kind."""
+TAG_CALLABLES = {f"{_suite_kind.__name__}()": ("kind", SUITE_KINDS)}
+"""Unions told apart by a function (a suite's `kind`, `eval` when absent): the name pydantic
+gives the function in errors -> the field it reads and its tags."""
 
 
 class Deployment(Spec):
@@ -392,8 +473,13 @@ class Project(Spec):
     prompts: dict[Name, Prompt] = {}
     knowledge: dict[Name, Knowledge] = {}
     datasets: dict[Name, Dataset] = {}
-    suites: dict[Name, Suite] = {}
+    suites: dict[Name, AnySuite] = {}
     deployments: dict[Name, Deployment] = {}
+
+
+def suites_of(project: Project, kind: str) -> list[str]:
+    """The names of a project's suites of one kind (`eval` or `redteam`)."""
+    return [n for n, s in project.suites.items() if s.kind == kind]
 
 
 SECTIONS = ("models", "schemas", "prompts", "knowledge", "datasets", "suites", "deployments")
@@ -417,6 +503,7 @@ OUTPUT_NEUTRAL: dict[str, str] = {
     "Project.description": "documentation",
     "Prompt.description": "documentation",
     "Suite.description": "documentation",
+    "RedteamSuite.description": "documentation",
     "TransformersModel.replicas": "how many copies run at once",
     "TransformersModel.cpus": "resources per replica",
     "TransformersModel.gpus": "resources per replica",

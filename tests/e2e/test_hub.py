@@ -72,6 +72,7 @@ def test_each_apply_is_a_run_in_the_history(two_runs: Path) -> None:
         "retrieval",
         "routing",
         "prompt-review",
+        "safety",
     }
     table = cli.invoke(main, ["runs", str(two_runs)]).stdout
     assert len(table.splitlines()) == 3 and "done" in table

@@ -60,7 +60,13 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     md = cli.invoke(main, ["report", str(root), "--format", "markdown"]).stdout
     assert md.startswith("### llmspec results: `support-bot`")
     assert "| variant | rows | errors | truncated | closed early | schema_valid |" in md
-    assert len(md.splitlines()) < 60  # short enough for a PR comment
+    visible, folded = [], 0  # what a reader sees before unfolding a <details> block
+    for line in md.splitlines():
+        folded += line.startswith("<details>") - line.startswith("</details>")
+        if not folded and not line.startswith("</details>"):
+            visible.append(line)
+    assert len(visible) < 60  # short enough for a PR comment
+    assert "Attack success rate by strategy" in md and "LLM07 System Prompt Leakage" in md
 
     out = tmp_path / "results.xml"
     junit = cli.invoke(main, ["report", str(root), "--format", "junit", "--out", str(out)])
@@ -68,7 +74,7 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     tree = ET.parse(out).getroot()
     cases = tree.findall(".//testcase")
     assert tree.tag == "testsuites" and {c.get("classname") for c in cases} == {
-        "quality", "retrieval", "routing", "prompt-review"
+        "quality", "retrieval", "routing", "prompt-review", "safety"
     }  # fmt: skip
     assert [c.get("name") for c in cases if c.get("classname") == "routing"] == [
         "schema_valid == 1 [base]"
@@ -109,6 +115,14 @@ def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["report", str(copy)])
     assert r.exit_code == 0, r.output
     assert "Suite quality: passed (from the lock)" in r.stdout
+    # a red-team suite from the lock: its rates by family and strategy, no transcripts
+    assert "Suite safety: passed (from the lock)" in r.stdout
+    assert "Attack success rate by strategy" in r.stdout
+    data = json.loads(CliRunner().invoke(main, ["report", str(copy), "--format", "json"]).stdout)
+    safety = next(s for s in data["suites"] if s["name"] == "safety")
+    assert safety["kind"] == "redteam" and safety["from_lock"] and not safety["rows"]
+    cells = {(c["family"], c["strategy"]) for c in safety["redteam"]["variants"][0]["cells"]}
+    assert ("prompt_injection", "indirect") in cells and ("jailbreak", "rot13") in cells
 
 
 def test_html_report_in_chromium(applied, browser, tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_example_project_is_valid(example_project, monkeypatch) -> None:
     monkeypatch.chdir(example_project.parent)
     result = CliRunner().invoke(main, ["validate", "specs"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("support-bot: valid (3 files)")
+    assert result.stdout.startswith("support-bot: valid (4 files)")
     assert "qa, terse x base, small on golden; 9 metrics, 3 gates" in result.stdout
 
 

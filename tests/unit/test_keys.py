@@ -34,6 +34,8 @@ STRUCTURAL = {
     "LlamaCppModel.provider": "the union tag",
     "ExportTarget.kind": "the union tag",
     "HttpTarget.kind": "the union tag",
+    "Suite.kind": "the union tag: another kind is another kind of suite",
+    "RedteamSuite.kind": "the union tag",
 }
 """Fields a single-leaf change cannot test: changing them changes which fields exist."""
 
@@ -123,6 +125,10 @@ SPEC: dict[str, Any] = {
         "plain": {"template": "Hello there"},
         "grade": {"template": "Grade: {{ question }}", "output": {"schema": "level"}},
         "qa2": {"template": "{{ question }}: {{ context | length }}", "output": {"schema": "alt"}},
+        "bot": {
+            "system": "You help with {{ product }}.",
+            "template": "{{ question }} {{ context | join(' ') }}",
+        },
     },
     "knowledge": {
         "docs": {
@@ -213,6 +219,32 @@ SPEC: dict[str, Any] = {
             "dataset": "dump",
             "retrieve": "notes",
             "metrics": ["json_valid"],
+        },
+        "safety": {
+            "kind": "redteam",
+            "description": "attacks",
+            "prompt": "bot",
+            "models": ["local"],
+            "retrieve": "docs",
+            "input": "question",
+            "values": {"product": "the Acme router", "question": "unused"},
+            "probes": {
+                "families": ["prompt_injection", "data_leakage", "bias"],
+                "strategies": ["base64", "rot13"],
+                "per_family": 2,
+                "attempts": 2,
+                "seed": 5,
+            },
+            "canaries": ["CANARY-0001-TEST"],
+            "gates": ["prompt_injection.asr <= 0.5"],
+        },
+        "variants": {
+            "kind": "redteam",
+            "prompts": ["bot", "qa"],
+            "models": ["echo"],
+            "retrieve": "notes",
+            "values": {"product": "x"},
+            "probes": {"families": ["hallucination"]},
         },
     },
     "deployments": {
@@ -328,6 +360,16 @@ ALTERNATIVES: dict[tuple, list[Any]] = {
     ("schemas", "answer", "properties", "ref", "$ref"): ["schemas/level.json"],
     ("deployments", "prod", "target", "url"): ["http://127.0.0.1:9/other"],
     ("deployments", "stage", "target", "path"): ["build/other.json"],
+    ("suites", "safety", "prompt"): ["qa"],
+    ("suites", "safety", "models"): [["hub"]],
+    ("suites", "safety", "retrieve"): ["notes"],
+    ("suites", "safety", "input"): ["product"],
+    ("suites", "safety", "gates"): [["prompt_injection.asr <= 0.4"]],
+    ("suites", "safety", "probes", "families"): [["prompt_injection", "data_leakage"]],
+    ("suites", "variants", "prompts"): [["bot"]],
+    ("suites", "variants", "models"): [["local"]],
+    ("suites", "variants", "retrieve"): ["docs"],
+    ("suites", "variants", "probes", "families"): [["hallucination", "toxicity"]],
 }
 
 
@@ -429,11 +471,15 @@ def _pick(tp: Any, value: Any) -> Any:
             tp = typing.get_args(tp)[0]
         elif origin in (typing.Union, types.UnionType):
             opts = [a for a in typing.get_args(tp) if a is not type(None)]
+            opts = [typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a
+                    for a in opts]  # fmt: skip
             models = [a for a in opts if isinstance(a, type) and issubclass(a, BaseModel)]
             for m in models:
                 for tag in ("provider", "kind"):
                     if tag in m.model_fields and isinstance(value, dict):
-                        if value.get(tag) in typing.get_args(m.model_fields[tag].annotation):
+                        f = m.model_fields[tag]
+                        given = value.get(tag, None if f.is_required() else f.default)
+                        if given in typing.get_args(f.annotation):
                             return m
             tp = models[0] if len(models) == 1 else opts[0] if len(opts) == 1 else tp
             if len(opts) != 1 and len(models) != 1:
