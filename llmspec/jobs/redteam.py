@@ -51,6 +51,10 @@ def build(cx: Any, suite_name: str) -> dict[str, dict[str, Any]]:
             ins.set("attempts", s.probes.attempts)
             deps = {"probes": probes_job}
             local: dict[str, Any] = {"model": cx.facts.model_local(model)}
+            # at most this many generations (a family's data may hold fewer probes): for the
+            # runner's choice only, never keyed
+            p = probes_job.inputs
+            local["rows"] = p["per_family"] * (1 + len(p["strategies"])) * s.probes.attempts
             if s.retrieve is not None:
                 deps["index"] = cx.get("index", s.retrieve)
                 ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed", "chunk"))
@@ -265,5 +269,6 @@ KIND = JobKind(
     run=run,
     pool="model",
     shape="box",
+    rows=lambda job: int(job.local.get("rows", 0)),
     description="one red-team family's probes sent to one target",
 )

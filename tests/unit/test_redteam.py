@@ -197,6 +197,17 @@ def test_a_suite_compiles_to_probes_targets_detection_and_a_gate(tmp_path: Path)
     assert all(m["higher_is_better"] is False for m in gate.inputs["metrics"])
 
 
+def test_the_runner_counts_a_red_team_s_generations(tmp_path: Path) -> None:
+    from llmspec.runner import small_plan
+
+    g = _graph(_root(tmp_path))
+    # 3 probes of each family; two of them also through 2 strategies
+    assert small_plan(list(g.jobs.values())) == "21 generations, one model replica"
+    many = SPEC.replace("per_family: 3", "per_family: 100")
+    (tmp_path / "many-rt").mkdir()
+    assert small_plan(list(_graph(_root(tmp_path / "many-rt", many)).jobs.values())) is None
+
+
 def test_a_refreshed_probe_set_is_a_plan_change(tmp_path: Path, monkeypatch) -> None:
     from llmspec import probes
 
