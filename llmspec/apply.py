@@ -86,7 +86,7 @@ def apply_plan(
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
     old_lock = read_lock(root)
-    stored = store.keys() if stored is None else stored
+    stored = stored_keys(graph, store) if stored is None else stored
     todo = set(plan.to_run)
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
     jobs = []
@@ -146,9 +146,13 @@ def apply_plan(
         )
         emit(o.status, job.id, o)
 
+    def on_progress(job_id: str, point: dict[str, Any]) -> None:
+        log.write({"event": "progress", "job": job_id, **point})
+        emit("progress", job_id, point)
+
     try:
         if jobs:
-            runner.run(graph, jobs, output_of, on_start, on_outcome)
+            runner.run(graph, jobs, output_of, on_start, on_outcome, on_progress)
     except KeyboardInterrupt:
         report.interrupted = True
         log.write({"event": "interrupted"})
@@ -158,6 +162,18 @@ def apply_plan(
             report.lock_written = write_lock(root, report.lock)
         log.close()
     return report
+
+
+def stored_keys(graph: JobGraph, store: Store) -> set[str]:
+    """The keys whose results this machine's store holds, whole: a job that leaves a folder
+    (tuned weights) counts only while its folder is there too, else it runs again."""
+    from llmspec.jobs import kind as record
+
+    keys = store.keys()
+    for job in graph.jobs.values():
+        if job.key in keys and record(job.kind).tree and store.tree(job.key) is None:
+            keys.discard(job.key)
+    return keys
 
 
 def update_lock(

@@ -46,6 +46,7 @@ class VariantResult(_Frozen):
     name: str
     model: str
     prompt: str
+    size: int | None = Field(None, description="bytes of the model's weights (local models)")
     rows: int = 0
     errors: int = 0
     truncated: int = 0
@@ -117,6 +118,34 @@ class SuiteResult(_Frozen):
     rows: list[RowResult] = []
 
 
+class TrainingPoint(_Frozen):
+    epoch: int
+    step: int
+    loss: float | None = Field(None, description="mean training loss over the epoch")
+
+
+class ModelResult(_Frozen):
+    """A model whose weights a job made (fine-tuned, quantized): from what, how, the outcome."""
+
+    name: str
+    made_by: Literal["finetune", "quantize"]
+    status: Literal["made", "not made", "from lock"]
+    source: str = Field(description="the model it was made from")
+    method: str = Field(description="lora, full; dynamic_int8, ...")
+    dataset: str | None = Field(None, description="the training rows (fine-tunes)")
+    rows: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    size: int | None = Field(None, description="bytes of the weights folder")
+    source_size: int | None = Field(None, description="bytes of the source's (quantized)")
+    first_loss: float | None = None
+    loss: float | None = Field(None, description="mean training loss of the last epoch")
+    curve: list[TrainingPoint] = Field([], description="the training curve, per epoch")
+    trainer: str | None = Field(None, description="inline, or ray-train")
+    seconds: float | None = Field(None, description="training time (not counting start-up)")
+    samples_per_s: float | None = Field(None, description="training rows per second")
+
+
 class Results(_Frozen):
     """Everything `llmspec report` shows. Versioned; see schemas/results.schema.json."""
 
@@ -124,6 +153,7 @@ class Results(_Frozen):
 
     results_version: Literal[1] = RESULTS_VERSION
     project: str
+    models: list[ModelResult] = Field([], description="models made by fine-tune or quantize jobs")
     suites: list[SuiteResult] = []
 
 
@@ -134,7 +164,58 @@ def collect_results(graph: Any, store: Any, lock: Any, spec: Any = None) -> Resu
     for job in graph.jobs.values():
         if job.kind == "gate":
             suites.append(_suite(graph, store, lock, job, spec))
-    return Results(project=graph.project, suites=suites)
+    models = made_models(graph, store, lock)
+    return Results(project=graph.project, models=models, suites=suites)
+
+
+def made_models(graph: Any, store: Any, lock: Any) -> list[ModelResult]:
+    """Each model a job made: its provenance from the facts, its outcome from the store (or
+    the lock's `weights` section where the store lacks it)."""
+    from llmspec.spec import MADE_BY
+
+    out = []
+    for job in graph.jobs.values():
+        if job.kind not in MADE_BY:
+            continue
+        name = job.id.split(".", 1)[1]
+        fact = (graph.facts.get("models", {}).get(name) or {}).get(job.kind) or {}
+        settings = fact.get("settings") or {}
+        data = fact.get("data") or {}
+        base: dict[str, Any] = {
+            "name": name,
+            "made_by": job.kind,
+            "source": fact.get("from", "?"),
+            "method": settings.get("method") or fact.get("method") or "?",
+            "dataset": data.get("dataset"),
+            "rows": data.get("rows"),
+            "epochs": settings.get("epochs"),
+        }
+        stored = store.get(job.key)
+        locked = lock.section("weights").get(name) if lock is not None else None
+        locked_job = lock.jobs.get(job.id) if lock is not None else None
+        if stored is not None:
+            o, m = stored.output, stored.meta
+            out.append(
+                ModelResult(
+                    **base,
+                    status="made",
+                    steps=o.get("steps"),
+                    size=o.get("size"),
+                    source_size=o.get("source_size"),
+                    first_loss=o.get("first_loss"),
+                    loss=o.get("loss"),
+                    curve=[TrainingPoint(**p) for p in m.get("curve", [])],
+                    trainer=m.get("trainer"),
+                    seconds=m.get("train_seconds", m.get("quantize_seconds")),
+                    samples_per_s=m.get("samples_per_s"),
+                )
+            )
+        elif locked and locked_job is not None and locked_job.key == job.key:
+            keep = ("steps", "size", "source_size", "loss")
+            out.append(ModelResult(**base, status="from lock", **{k: locked.get(k) for k in keep}))
+        else:
+            out.append(ModelResult(**base, status="not made"))
+    return out
 
 
 def _metric_info(graph: Any, gate_job: Any) -> list[MetricInfo]:
@@ -177,6 +258,7 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
                 name=variant,
                 model=model,
                 prompt=prompt,
+                size=_weights_size(graph, summary_job),
                 rows=out["rows"],
                 errors=out["errors"],
                 truncated=out["truncated"],
@@ -266,6 +348,21 @@ def _from_lock(
         variants=variants,
         gates=gates,
     )
+
+
+def _weights_size(graph: Any, summary_job: Any) -> int | None:
+    """Bytes of the weights a variant's model runs, where they are on this machine."""
+    from pathlib import Path
+
+    for shard_id in summary_job.deps.values():
+        gen = graph.jobs[graph.jobs[shard_id].deps["generate"]]
+        weights = (gen.local.get("model") or {}).get("weights")
+        if weights is None or not Path(weights).exists():
+            return None
+        path = Path(weights)
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        return sum(p.stat().st_size for p in files if not p.name.startswith("."))
+    return None
 
 
 def _variant_names(graph: Any, summary_job: Any) -> tuple[str, str]:

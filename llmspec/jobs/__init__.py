@@ -2,10 +2,11 @@
 
 A record says how the kind compiles from a project (`names` and `build`), how a job runs
 (`run`), where it runs (`pool`), how the graph draws it (`shape`), what it adds to the lock
-(`lock_section` and `lock_entry`), how many rows the progress bar counts for it (`rows`) and
-whether its result may be reused (`cache`). compile, plan, apply, the lock, lock diff, the graph,
-progress and the runners read these records and nothing else about a kind, so adding a kind is
-one module and one line in `KINDS`.
+(`lock_section` and `lock_entry`), how many rows the progress bar counts for it (`rows`),
+whether its result may be reused (`cache`), whether it leaves a folder in the store (`tree`) and
+whether it reports progress while it runs (`progress`). compile, plan, apply, the lock, lock
+diff, the graph, progress and the runners read these records and nothing else about a kind, so
+adding a kind is one module and one line in `KINDS`.
 
 `run(job, deps, ctx) -> (output, meta)`: `output` is deterministic and digested into the lock;
 `meta` (timings, observed server identity, embeddings whose last bits vary) is stored beside it.
@@ -23,6 +24,8 @@ from typing import Any, Literal
 KINDS: dict[str, str] = {
     "index": "llmspec.jobs.index:KIND",
     "testgen": "llmspec.jobs.testgen:KIND",
+    "finetune": "llmspec.jobs.finetune:KIND",
+    "quantize": "llmspec.jobs.quantize:KIND",
     "generate": "llmspec.jobs.generate:KIND",
     "judge": "llmspec.jobs.judge:KIND",
     "perplexity": "llmspec.jobs.perplexity:KIND",
@@ -53,6 +56,9 @@ class JobKind:
     rows: Callable[[Any], int] | None = None  # rows the progress bar counts for a job
     cache: Literal["content", "always"] = "content"  # always: live probes, never reused
     description: str = ""
+    tree: bool = False  # its result includes a folder in the store (weights): stored only with it
+    progress: bool = False  # it reports progress while it runs (`ctx.progress`: epoch, loss)
+    missing: str = "result not in .llmspec/"  # plan's reason when the store lacks its result
 
 
 _loaded: dict[str, JobKind] = {}
@@ -147,7 +153,10 @@ class JobContext:
     embedders: dict[str, Any] = field(default_factory=dict)
     offsets: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     files: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # (job id, point) while a job runs: epoch, step, loss; the runner sends it to the driver
     progress: Callable[[str, dict[str, Any]], None] | None = None
+    trainer: Literal["inline", "ray"] = "inline"  # where training runs: here, or Ray Train
+    progress_to: str | None = None  # under Ray: the actor Ray Train workers send progress to
 
     def provider(self, settings: dict[str, Any]) -> Any:
         """The provider for a model's settings (keyed fact + local part), loaded once."""

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmspec.report import comparison_line, gate_groups, gate_line, verdict, with_interval
+from llmspec.report import (
+    comparison_line,
+    gate_groups,
+    gate_line,
+    model_line,
+    verdict,
+    with_interval,
+)
 
 
 def render(results: Any) -> str:
     lines = [f"### llmspec results: `{results.project}`", ""]
+    if results.models:
+        lines += [f"- model {model_line(m)}" for m in results.models] + [""]
     if not results.suites:
         return "\n".join(lines + ["No suites."]) + "\n"
     for s in results.suites:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmspec.jobs import Deps, JobContext
-from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+from llmspec.runner import OnOutcome, OnProgress, OnStart, Outcome, OutputOf, blocked_by, execute
 
 
 class InlineRunner:
@@ -22,7 +22,9 @@ class InlineRunner:
         output_of: OutputOf,
         on_start: OnStart,
         on_outcome: OnOutcome,
+        on_progress: OnProgress | None = None,
     ) -> None:
+        self.ctx.progress = on_progress
         finished: dict[str, Outcome] = {}
         for job in jobs:
             early = blocked_by(job, finished)

@@ -15,6 +15,8 @@
   is sent again, up to `max_retries` times. Results are whole shards written by the driver, so
   a retry can never duplicate a row in the store.
 - Ctrl-C stops submitting, cancels what is in flight and returns; finished jobs are kept.
+- Jobs that report progress (fine-tunes) send it to a named actor (no CPU) that the driver
+  empties while it waits; Ray Train workers send theirs there too.
 """
 
 from __future__ import annotations
@@ -24,21 +26,39 @@ import os
 from typing import Any
 
 from llmspec.jobs import Deps, JobContext
-from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+from llmspec.runner import (
+    OnOutcome,
+    OnProgress,
+    OnStart,
+    Outcome,
+    OutputOf,
+    blocked_by,
+    execute,
+)
 from llmspec.runner.inline import InlineRunner
 from llmspec.runner.profile import RunnerProfile, check_address
 
 GENERAL = "general"
 DRIVER = "driver"
+PROGRESS_SECONDS = 0.5  # how often the driver collects progress while jobs run
+
+
+def _reports_progress(jobs: list[Any]) -> bool:
+    from llmspec.jobs import kind
+
+    return any(kind(j.kind).progress for j in jobs)
 
 
 class _Worker:
     """Runs jobs in a Ray actor; the job context (models, embedders) lives as long as it."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, progress: str | None = None):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.ctx = JobContext()
+        # `progress`: the name of the driver's progress actor (a name, not a handle: an
+        # actor restarted after a crash gets its arguments again)
+        self.ctx = JobContext(trainer="ray", progress_to=progress)
+        self.ctx.progress = progress_sender(progress)
         self.threads = threads
         self._torch_threads_set = False
 
@@ -56,6 +76,43 @@ class _Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+class _Progress:
+    """An actor holding the progress points jobs send until the driver takes them."""
+
+    LIMIT = 10_000  # points kept between two takes; more are dropped (progress only)
+
+    def __init__(self) -> None:
+        self.points: list[tuple[str, dict[str, Any]]] = []
+
+    def put(self, job_id: str, point: dict[str, Any]) -> None:
+        if len(self.points) < self.LIMIT:
+            self.points.append((job_id, point))
+
+    def take(self) -> list[tuple[str, dict[str, Any]]]:
+        out, self.points = self.points, []
+        return out
+
+
+def progress_sender(name: str | None) -> Any:
+    """A function (job id, point) -> None sending to the progress actor `name` without
+    waiting; None without one. Works in any process of the same Ray job (Ray Train workers)."""
+    if name is None:
+        return None
+    actor: list[Any] = []
+
+    def send(job_id: str, point: dict[str, Any]) -> None:
+        import ray
+
+        try:
+            if not actor:
+                actor.append(ray.get_actor(name))
+            actor[0].put.remote(job_id, point)
+        except Exception:  # noqa: BLE001 - progress is best effort; the job goes on
+            pass
+
+    return send
 
 
 def _loopback_only() -> None:
@@ -84,7 +141,9 @@ class RayRunner:
         self.started = False
         self.pools: dict[str, list[Any]] = {}
         self.shapes: dict[str, tuple[int, float, float]] = {}
-        self.driver_ctx = JobContext()
+        self.driver_ctx = JobContext(trainer="ray")
+        self.progress: Any = None  # the actor jobs send progress to, made when one may
+        self.progress_name: str | None = None
 
     # -- Ray lifecycle -----------------------------------------------------------------------
 
@@ -138,6 +197,13 @@ class RayRunner:
         import ray
 
         self._drop_pools()
+        if self.progress is not None:
+            try:
+                ray.kill(self.progress, no_restart=True)
+            except Exception:  # noqa: BLE001 - the cluster may be gone already
+                pass
+            self.progress = None
+            self.progress_name = None
         if self.started and ray.is_initialized():
             ray.shutdown()
             self.started = False
@@ -189,7 +255,7 @@ class RayRunner:
                 max_concurrency=1,
             )
             threads = max(1, int(round(cpus))) if cpus else 1
-            self.pools[name] = [cls.remote(threads) for _ in range(replicas)]
+            self.pools[name] = [cls.remote(threads, self.progress_name) for _ in range(replicas)]
         return self.pools[name]
 
     # -- the loop ----------------------------------------------------------------------------
@@ -201,6 +267,7 @@ class RayRunner:
         output_of: OutputOf,
         on_start: OnStart,
         on_outcome: OnOutcome,
+        on_progress: OnProgress | None = None,
     ) -> None:
         import ray
         from ray.exceptions import (
@@ -213,8 +280,27 @@ class RayRunner:
         if not jobs:
             return
         if all(j.pool == DRIVER for j in jobs):  # nothing for a worker: no need for Ray
-            return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome)
+            return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome, on_progress)
         self.start()
+        self.driver_ctx.progress = on_progress
+        if on_progress is not None and self.progress is None and _reports_progress(jobs):
+            self.progress_name = f"llmspec-progress-{os.getpid()}-{id(self)}"
+            # no CPU: an actor that claims one can starve a small machine (and Ray Train)
+            self.progress = (
+                ray.remote(_Progress).options(name=self.progress_name, num_cpus=0).remote()
+            )
+            self._drop_pools()  # workers made before know no progress actor
+
+        def drain() -> None:
+            if self.progress is None or on_progress is None:
+                return
+            try:
+                points = ray.get(self.progress.take.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - progress is best effort
+                return
+            for job_id, point in points:
+                on_progress(job_id, point)
+
         shapes = self._plan_pools(jobs)
         idle = {name: collections.deque(self._pool(name, shapes[name])) for name in shapes}
         to_run = {j.id: j for j in jobs}
@@ -285,7 +371,11 @@ class RayRunner:
                     on_start(job.id)
                     finish(job, execute(job, Deps(job.deps, output_of), self.driver_ctx))
                     continue
-                done, _ = ray.wait(list(in_flight), num_returns=1)
+                wait = PROGRESS_SECONDS if self.progress is not None else None
+                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait)
+                drain()
+                if not done:
+                    continue
                 ref = done[0]
                 job, actor, _attempt = in_flight.pop(ref)
                 idle[job.pool].append(actor)
