@@ -14,6 +14,9 @@ from llmspec.report import (
 )
 
 
+MAX_AB = 12  # significant differences listed per suite, as in the text report
+
+
 def render(results: Any) -> str:
     lines = [f"### llmspec results: `{results.project}`", ""]
     if results.models:
@@ -53,7 +56,11 @@ def render(results: Any) -> str:
                 f"differences significant (95% bootstrap{note})</summary>"
             )
             lines.append("")
-            lines += [f"- {comparison_line(c, holm)}" for c in significant[:20]]
+            lines += [f"- {comparison_line(c, holm)}" for c in significant[:MAX_AB]]
+            if len(significant) > MAX_AB:
+                lines.append(
+                    f"- ... {len(significant) - MAX_AB} more in `llmspec report --format json`"
+                )
             lines += ["", "</details>", ""]
         causes = [(v.name, c, n) for v in s.variants for c, n in v.causes.items()]
         if causes:

@@ -249,3 +249,43 @@ def test_ctrl_c_on_ray_keeps_finished_shards_and_resumes(tmp_path: Path, tiny_mo
     assert len(done) == len(set(done))  # nothing that finished ran again
     # 12 shards: a generate and a score job each, then the summary and the gate
     assert len(json.loads((project / "llmspec.lock").read_text())["jobs"]) == 26
+
+
+def test_finetune_on_ray_train(ray_cluster, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A fine-tune on Ray Train (one worker, on the module's 2-CPU Ray with a model pool and
+    the general workers alive) gives the same weights, hence the same lock, as the loop run
+    in-process; its progress reaches the driver while it trains."""
+    from llmspec.apply import apply_plan
+    from llmspec.compile import compile_project
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import make_plan
+    from llmspec.project import load_project
+    from llmspec.runner.inline import InlineRunner
+    from llmspec.runner.ray import RayRunner
+    from llmspec.store import Store
+    from tests.e2e.test_finetune import SPEC, make_project
+
+    spec = SPEC.split("  lora:\n")[0] + "  full-int8:" + SPEC.split("  full-int8:")[1]
+    spec = spec.replace("[base, lora, full, full-int8]", "[base, full, full-int8]")
+    roots = []
+    for name in ("ray", "inline"):
+        root = make_project(tmp_path / name, tiny_model_dir)
+        (root / "llmspec.yaml").write_text(spec)
+        roots.append(root)
+    events: list[tuple[str, str, object]] = []
+    for root, runner in zip(roots, (RayRunner(), InlineRunner()), strict=True):
+        graph = compile_project(load_project(root))
+        store = Store(root)
+        plan = make_plan(graph, read_lock(root), store.keys(), lock_digest(root))
+        try:
+            report = apply_plan(plan, graph, store, runner, lambda *e: events.append(e))
+        finally:
+            runner.close()
+        assert report.ok and "finetune.full" in report.done, report
+        if isinstance(runner, RayRunner):
+            meta = store.get(graph.jobs["finetune.full"].key).meta
+            assert meta["trainer"] == "ray-train", meta
+            assert meta["resources_per_worker"]["CPU"] > 0
+            ray_points = [e for e in events if e[0] == "progress" and e[1] == "finetune.full"]
+            assert ray_points and ray_points[-1][2]["epoch"] == 30, events[-5:]
+    assert (roots[0] / "llmspec.lock").read_bytes() == (roots[1] / "llmspec.lock").read_bytes()

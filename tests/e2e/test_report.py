@@ -31,7 +31,14 @@ def test_apply_ends_with_the_summary_table(applied) -> None:
     assert "Suite quality: passed - Answers grounded in the docs, always valid JSON." in out
     lines = out.splitlines()
     header = lines[lines.index(next(x for x in lines if x.startswith("Suite quality"))) + 1]
-    assert header.split() == ["base/qa", "small/qa", "base/terse", "small/terse"]
+    assert header.split() == [
+        "base/qa",
+        "small/qa",
+        "tuned/qa",
+        "base/terse",
+        "small/terse",
+        "tuned/terse",
+    ]
     first = {x.split()[0]: x for x in lines if x.split()}
     for row in (
         "rows",
@@ -60,7 +67,14 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     md = cli.invoke(main, ["report", str(root), "--format", "markdown"]).stdout
     assert md.startswith("### llmspec results: `support-bot`")
     assert "| variant | rows | errors | truncated | schema_valid |" in md
-    assert len(md.splitlines()) < 60  # short enough for a PR comment
+    # short enough for a PR comment: what shows before a reader opens a <details> block
+    visible, folded = [], 0
+    for line in md.splitlines():
+        folded += line.startswith("<details>") - line.startswith("</details>")
+        if not folded and not line.startswith("</details>"):
+            visible.append(line)
+    assert len(visible) < 60, len(visible)
+    assert len(md.splitlines()) < 100
 
     out = tmp_path / "results.xml"
     junit = cli.invoke(main, ["report", str(root), "--format", "junit", "--out", str(out)])
@@ -97,3 +111,25 @@ def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["report", str(copy)])
     assert r.exit_code == 0, r.output
     assert "Suite quality: passed (from the lock)" in r.stdout
+
+
+def test_the_example_fine_tune_beats_its_base(applied) -> None:
+    """The example's tuned model answers what its random base cannot, by a significant margin,
+    and the deployment ships exactly those weights."""
+    root, out = applied
+    assert "Models made by jobs:" in out
+    assert "  tuned: full fine-tune of base on train (12 rows, 40 epochs, 120 steps)" in out
+    assert "  tuned-int8: dynamic_int8 of tuned" in out
+    assert "pass  tuned/qa.exact_match - base/qa.exact_match >= 0.5" in out
+    doc = json.loads(CliRunner().invoke(main, ["report", str(root), "--format", "json"]).stdout)
+    quality = next(s for s in doc["suites"] if s["name"] == "quality")
+    pair = next(
+        c
+        for c in quality["comparisons"]
+        if {c["a"], c["b"]} == {"base/qa", "tuned/qa"} and c["metric"] == "exact_match"
+    )
+    assert pair["significant_holm"] and abs(pair["mean"]) >= 0.5, pair
+    lock = json.loads((root / "llmspec.lock").read_text())
+    manifest = json.loads((root / "build" / "staging.json").read_text())
+    assert manifest["model"]["finetune"]["key"] == lock["models"]["tuned"]["finetune"]["key"]
+    assert manifest["weights"]["tuned"]["files"] == lock["weights"]["tuned"]["files"]
