@@ -13,7 +13,6 @@ from llmspec.report import (
     with_interval,
 )
 
-
 MAX_AB = 12  # significant differences listed per suite, as in the text report
 
 
