@@ -86,9 +86,9 @@ def main() -> None:
     import jsonschema
     import numpy as np
     import torch
+    from llmspec.providers.constrained import engine_version, generate_batch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmspec.providers.constrained import engine_version, generate_batch
     from llmspec.tinymodel import build_tiny_model
 
     torch.set_num_threads(args.threads)

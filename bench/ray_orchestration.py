@@ -346,7 +346,6 @@ class DirectActor:
 
     def __init__(self, spec, root: str, recorded: list) -> None:
         import torch
-
         from llmspec.providers.hf import TransformersProvider
 
         torch.set_num_threads(1)

@@ -686,9 +686,8 @@ def main() -> None:
 
     import torch
     from jsonschema import Draft202012Validator
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from llmspec.providers.constrained import check_enforceable, engine_version, generate_batch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(args.threads)
 
