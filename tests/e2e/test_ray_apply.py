@@ -289,3 +289,32 @@ def test_finetune_on_ray_train(ray_cluster, tiny_model_dir: Path, tmp_path: Path
             ray_points = [e for e in events if e[0] == "progress" and e[1] == "finetune.full"]
             assert ray_points and ray_points[-1][2]["epoch"] == 30, events[-5:]
     assert (roots[0] / "llmspec.lock").read_bytes() == (roots[1] / "llmspec.lock").read_bytes()
+
+
+def test_ray_train_does_not_wait_for_cpus_that_never_come_free(
+    ray_cluster, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Every CPU held by an actor (model pools can take them all with `reserve_cpus: 0`): the
+    trainer's worker asks for memory only, and trains, instead of waiting forever."""
+    from llmspec.providers.transformers import train
+
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ping(self) -> int:
+            return 1
+
+    hog = Hog.remote()
+    ray.get(hog.ping.remote(), timeout=120)
+    try:
+        assert ray.available_resources().get("CPU", 0.0) < 0.01
+        base = str(tiny_model_dir)
+        examples, pad = train.encode_examples(base, [(None, "Q: hi\nA:")] * 2, [" hello"] * 2)
+        settings = {"method": "full", "epochs": 1, "learning_rate": 0.01, "batch_size": 2}
+        settings |= {"seed": 0, "workers": 1, "threads": 1, "device": "cpu"}
+        cfg = {"base": base, "examples": examples, "pad": pad, "settings": settings, "job": "t"}
+        (tmp_path / "out").mkdir()
+        meta = train.train_on_ray(cfg, tmp_path / "out", tmp_path / "scratch", {"cpus": 1.0})
+    finally:
+        ray.kill(hog)
+    assert meta["resources_per_worker"] == {"memory": train.NO_CPU_MEMORY}
+    assert (tmp_path / "out" / "model.safetensors").is_file() and len(meta["curve"]) == 1

@@ -31,6 +31,7 @@ SKIPPED = ("llmspec-tiny.json", "llmspec-quantized.json", "README.md")
 MAX_GRAD_NORM = 1.0
 RUN_INFO = ".llmspec-run.json"  # the curve, passed back from Ray Train beside the weights
 REPORT_SECONDS = 1.0  # progress within an epoch at most this often (and at each epoch's end)
+NO_CPU_MEMORY = 64 * 1024 * 1024  # what a Ray Train worker asks for when no CPU is free
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -347,8 +348,17 @@ def train_on_ray(
     workers = cfg["settings"]["workers"]
     gpus = float(resources.get("gpus", 0.0)) if cfg["settings"]["device"] == "cuda" else 0.0
     free = float(ray.available_resources().get("CPU", 0.0))
-    cpus = max(0.0, min(float(resources.get("cpus", 1.0)), free / workers))
-    per_worker = {"CPU": round(cpus, 3)} | ({"GPU": gpus} if gpus else {})
+    cpus = round(max(0.0, min(float(resources.get("cpus", 1.0)), free / workers)), 3)
+    # Every CPU taken (model pools, other actors): ask for memory only, which a worker always
+    # finds, rather than for a CPU that would never come free (Ray refuses an empty request).
+    per_worker: dict[str, float] = {"CPU": cpus} if cpus >= 0.01 else {"memory": NO_CPU_MEMORY}
+    if gpus:
+        have = float(ray.cluster_resources().get("GPU", 0.0))
+        if have < gpus * workers:
+            raise JobError(
+                f"{workers} workers x {gpus:g} GPUs: the Ray cluster has {have:g} GPUs in all"
+            )
+        per_worker["GPU"] = gpus
     t0 = time.perf_counter()
     trainer = TorchTrainer(
         ray_loop,
