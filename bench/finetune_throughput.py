@@ -31,6 +31,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _projects as P  # noqa: E402
 
 SETTINGS = {
     "method": "full",
@@ -170,20 +173,25 @@ def main() -> None:
                     job.append(rate)
                     whole.append(seconds)
         p, j = statistics.median(plain), statistics.median(job)
-        print(f"plain PyTorch loop   {p:8.1f} rows/s  (min-max {min(plain):.1f}-{max(plain):.1f})")
-        print(f"finetune job, inline {j:8.1f} rows/s  (min-max {min(job):.1f}-{max(job):.1f})")
-        print(f"plain / job: {p / j:.2f}x (goal: at most 1.2x once started)")
-        print(f"finetune job, whole call (load, train, save): {statistics.median(whole):.2f}s")
+        rows = [
+            ["plain PyTorch loop", f"{p:.1f}", f"{min(plain):.1f}-{max(plain):.1f}", "1.00x"],
+            ["finetune job, inline", f"{j:.1f}", f"{min(job):.1f}-{max(job):.1f}", f"{p / j:.2f}x"],
+        ]
         if args.ray:  # once (it costs a Ray start), between two plain runs
             before = plain_loop(base, exs, pad, args.epochs)
             r = ray_job(base, exs, pad, args.epochs)
             after = plain_loop(base, exs, pad, args.epochs)
             rate, beside = r["samples_per_s"], (before + after) / 2
-            print(f"finetune job, Ray Train (1 worker) {rate:8.1f} rows/s in the worker, plain "
-                  f"beside it {beside:.1f} rows/s: plain / Ray {beside / rate:.2f}x")  # fmt: skip
+            rows.append(["plain, beside the Ray run", f"{beside:.1f}", "-", "1.00x"])
+            ratio = f"{beside / rate:.2f}x"
+            rows.append(["finetune job, Ray Train worker", f"{rate:.1f}", "-", ratio])
+        print(P.table(("case", "rows/s (median)", "min-max", "plain / case"), rows))
+        print("goal: plain / finetune job at most 1.2x once started")
+        print(f"finetune job, whole call (load, train, save): {statistics.median(whole):.2f}s")
+        if args.ray:
             overhead = r["fit"] - r["train"]
-            print(f"  ray.init {r['ray_init']:.1f}s, fit {r['fit']:.1f}s of which training "
-                  f"{r['train']:.1f}s: {overhead:.1f}s to start and stop Ray Train")  # fmt: skip
+            print(f"Ray Train: ray.init {r['ray_init']:.1f}s, fit {r['fit']:.1f}s of which "
+                  f"training {r['train']:.1f}s: {overhead:.1f}s to start and stop it")  # fmt: skip
 
 
 if __name__ == "__main__":

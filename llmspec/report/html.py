@@ -111,6 +111,7 @@ def _metrics_table(s: Any) -> str:
         ("rows", lambda v: v.rows),
         ("errors", lambda v: v.errors),
         ("truncated", lambda v: v.truncated),
+        ("closed early", lambda v: v.closed_early),
     ]
     if any(v.size is not None for v in s.variants):
         counts.append(("size", lambda v: megabytes(v.size)))

@@ -43,6 +43,7 @@ def suite_lines(s: Any) -> list[str]:
             ["rows", *(str(v.rows) for v in s.variants)],
             ["errors", *(str(v.errors) for v in s.variants)],
             ["truncated", *(str(v.truncated) for v in s.variants)],
+            ["closed early", *(str(v.closed_early) for v in s.variants)],
         ]
         if any(v.size is not None for v in s.variants):  # size beside speed and quality
             rows.append(["size", *(megabytes(v.size) for v in s.variants)])

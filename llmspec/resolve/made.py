@@ -25,7 +25,7 @@ def _check_source(c: Any, name: str, source: str, path: KeyPath, verb: str) -> b
     src = c.p.models[source]
     if src.provider != "transformers":
         c.error(
-            "E064",
+            "E110",
             f"model `{name}` {verb} `{source}` (provider {src.provider}): only transformers "
             "models have weights here to " + ("train" if verb == "fine-tunes" else "quantize"),
             path,
@@ -34,7 +34,7 @@ def _check_source(c: Any, name: str, source: str, path: KeyPath, verb: str) -> b
         return False
     if verb == "fine-tunes" and src.quantize is not None:
         c.error(
-            "E064",
+            "E110",
             f"model `{name}` fine-tunes `{source}`, a quantized model: quantized weights do not "
             "train",
             path,
@@ -52,7 +52,7 @@ def _check_finetune(c: Any, name: str, m: Any) -> None:
     _check_source(c, name, ft.from_, base + ("from",), "fine-tunes")
     if ft.device == "cuda" and not m.gpus:
         c.error(
-            "E065",
+            "E111",
             f"model `{name}` trains on `cuda`, a GPU, and asks for none",
             base + ("device",),
             "set `gpus: 1` on the model (each Ray Train worker gets that many), or train on `cpu`",
@@ -98,7 +98,7 @@ def _check_quantize(c: Any, name: str, m: Any) -> None:
     if q.method not in GPU_QUANTIZE_METHODS:
         if m.dtype not in ("auto", "float32"):
             c.error(
-                "E064",
+                "E110",
                 f"model `{name}` is quantized with `{q.method}`, which computes in float32: "
                 f"`dtype: {m.dtype}` cannot apply",
                 ("models", name, "dtype"),
@@ -107,7 +107,7 @@ def _check_quantize(c: Any, name: str, m: Any) -> None:
         return
     if not m.gpus:
         c.error(
-            "E065",
+            "E111",
             f"quantize method `{q.method}` needs a CUDA GPU, and model `{name}` asks for none",
             base + ("method",),
             "set `gpus: 1` on the model (and run on a machine that has one), or use "
@@ -115,7 +115,7 @@ def _check_quantize(c: Any, name: str, m: Any) -> None:
         )
     elif importlib.util.find_spec("bitsandbytes") is None:
         c.error(
-            "E065",
+            "E111",
             f"quantize method `{q.method}` needs the package bitsandbytes, which is not installed",
             base + ("method",),
             "pip install bitsandbytes (on a machine with a CUDA GPU), or use `dynamic_int8` on CPU",

@@ -304,7 +304,7 @@ def ray_loop(cfg: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from llmspec.runner.ray import progress_sender
+    from llmspec.runner.progress import progress_sender
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
