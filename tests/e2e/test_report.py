@@ -82,25 +82,26 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     tree = ET.parse(out).getroot()
     cases = tree.findall(".//testcase")
     assert tree.tag == "testsuites" and {c.get("classname") for c in cases} == {
-        "quality", "routing", "prompt-review"
+        "quality", "variants", "routing", "prompt-review"
     }  # fmt: skip
     assert [c.get("name") for c in cases if c.get("classname") == "routing"] == [
         "schema_valid == 1 [base]"
     ]
-    assert len([c for c in cases if c.get("classname") == "quality"]) == 9
+    # 6 variants (base, small, tuned x qa, terse): two gates per variant and two pair gates
+    assert len([c for c in cases if c.get("classname") == "quality"]) == 6 + 6 + 2
 
     data = json.loads(cli.invoke(main, ["report", str(root), "--format", "json"]).stdout)
     committed = json.loads((REPO / "schemas" / "results.schema.json").read_text())
     assert committed == results_json_schema(), "llmspec schema --artifact results"
     assert validation_errors(committed, data) == []
     quality = next(s for s in data["suites"] if s["name"] == "quality")
-    assert quality["variants"][0]["rows"] == 6 and len(quality["rows"]) == 4 * 6
+    assert quality["variants"][0]["rows"] == 6 and len(quality["rows"]) == 6 * 6
     row = quality["rows"][0]
     assert row["input"]["question"] and row["reference"] and row["guarantee"] == "token"
     assert [c["source"] for c in row["context"]] and "rouge_l" in row["metrics"]
     assert row["reasons"]["judge"] is not None  # the judge's reason, or why it has none
-    # every pair of 4 variants x every metric but latency (which varies run to run)
-    assert len(quality["comparisons"]) == 6 * 8
+    # every pair of 6 variants x every metric but latency (which varies run to run)
+    assert len(quality["comparisons"]) == 15 * 8
 
 
 def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:
@@ -153,8 +154,9 @@ def test_html_report_in_chromium(applied, browser, tmp_path: Path) -> None:
     page = browser_visit.page
     try:
         assert page.title() == f"llmspec results: {data['project']}"
-        headings = page.locator("h2").all_inner_texts()
-        assert [h.split(":")[0] for h in headings] == [f"Suite {s['name']}" for s in data["suites"]]
+        headings = [h.split(":")[0] for h in page.locator("h2").all_inner_texts()]
+        # the example's tuned and quantized models come first, then one heading per suite
+        assert headings == ["Models made by jobs"] + [f"Suite {s['name']}" for s in data["suites"]]
 
         quality = next(s for s in data["suites"] if s["name"] == "quality")
         index = data["suites"].index(quality)
