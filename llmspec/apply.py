@@ -113,7 +113,7 @@ def apply_plan(
     emit = on_event or (lambda kind, job_id, outcome: None)
     if isinstance(old_lock, str):
         old_lock = read_lock(root)
-    stored = store.keys() if stored is None else stored
+    stored = stored_keys(graph, store) if stored is None else stored
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
     jobs, reused = jobs_to_run(plan, graph, stored, only)
     for job_id in reused:
@@ -164,13 +164,17 @@ def apply_plan(
         )
         emit(o.status, job.id, o)
 
+    def on_progress(job_id: str, point: dict[str, Any]) -> None:
+        log.write({"event": "progress", "job": job_id, **point})
+        emit("progress", job_id, point)
+
     from llmspec.runner.interrupts import graceful_interrupts
 
     failed = False
     try:
         if jobs:
             with graceful_interrupts():
-                runner.run(graph, jobs, output_of, on_start, on_outcome)
+                runner.run(graph, jobs, output_of, on_start, on_outcome, on_progress)
     except KeyboardInterrupt:
         report.interrupted = True
         log.write({"event": "interrupted"})
@@ -234,6 +238,18 @@ def write_exports(
             write_atomic(target, data)
             written.append(rel)
     return written
+
+
+def stored_keys(graph: JobGraph, store: Store) -> set[str]:
+    """The keys whose results this machine's store holds, whole: a job that leaves a folder
+    (tuned weights) counts only while its folder is there too, else it runs again."""
+    from llmspec.jobs import kind as record
+
+    keys = store.keys()
+    for job in graph.jobs.values():
+        if job.key in keys and record(job.kind).tree and store.tree(job.key) is None:
+            keys.discard(job.key)
+    return keys
 
 
 def update_lock(

@@ -26,7 +26,15 @@ from llmspec.errors import LlmspecError, Loc
 from llmspec.facts import Facts, summarize
 from llmspec.hashing import HashCache, canonical, digest
 
-TOOLCHAIN = ("guidance", "llguidance", "transformers", "torch", "ray", "sentence-transformers")
+TOOLCHAIN = (
+    "guidance",
+    "llguidance",
+    "transformers",
+    "torch",
+    "ray",
+    "sentence-transformers",
+    "peft",
+)
 Key = str | tuple[str, ...]  # a key of a fact, or a path into it (`("files", "kb/a.md")`)
 Origin = tuple[str, str, tuple[Key, ...] | None]  # (fact section, name, the keys it takes)
 _SINGULAR = {
@@ -187,6 +195,7 @@ class Compiler:
         self.spec = rp.spec
         self.root: Path = rp.root
         self.facts = Facts(rp, cache, limit)
+        self.facts.produce = self.get  # a made model's fact names the job that makes it
         self.jobs: dict[str, Job] = {}
         self._built: dict[tuple[str, str], Any] = {}
 
@@ -221,7 +230,13 @@ class Compiler:
         from llmspec.jobs import kind as record
 
         rec = record(kind)
-        deps = deps or {}
+        deps = dict(deps or {})
+        # A job that reads a model whose weights a job makes (fine-tuned, quantized) needs
+        # that job done first: the dependency is added here, for every kind alike.
+        for section, entity, _keys in inputs.origin.values():
+            made = getattr(self.spec.models.get(entity), "made_by", None)
+            if section == "models" and made is not None and job_id != f"{made}.{entity}":
+                deps.setdefault(f"weights.{entity}", self.get(made, entity).job)
         # Round-trip through canonical JSON: inputs become plain, frozen-by-convention data that
         # pickles to workers and digests the same everywhere.
         import json

@@ -17,6 +17,20 @@ from typing import Any
 
 SHOWN_TEXT = 40  # longer strings are "changed", not shown
 SHOWN_FILES = 3
+PHRASES = {
+    "finetune": "llmspec.jobs.finetune:describe_change",
+    "quantize": "llmspec.jobs.quantize:describe_change",
+}
+"""Parts of a fact that say it better in their own words (a made model's provenance:
+"training data `train` 24 -> 25 rows, re-tuned"): key at the top of a fact -> "module:function"
+(old, new) -> phrases."""
+
+
+def _phrase(key: str, old: Any, new: Any) -> list[str]:
+    import importlib
+
+    module, _, attr = PHRASES[key].partition(":")
+    return getattr(importlib.import_module(module), attr)(old, new)
 
 
 def is_digest(value: Any) -> bool:
@@ -60,6 +74,10 @@ def describe(old: Any, new: Any, path: str = "") -> list[str]:
         out: list[str] = []
         for k in sorted(set(old) | set(new), key=str):
             sub = f"{path}.{k}" if path else str(k)
+            if not path and k in PHRASES and isinstance(old.get(k), dict):
+                if isinstance(new.get(k), dict) and old[k] != new[k]:
+                    out += _phrase(k, old[k], new[k])
+                    continue
             if k not in old:
                 out.append(f"{sub} added" + (f" ({_show(new[k])})" if _shown(new[k]) else ""))
             elif k not in new:

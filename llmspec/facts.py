@@ -10,13 +10,31 @@ is kept apart, unkeyed, for the job to find its files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmspec.hashing import HashCache, digest, tree_digests
-from llmspec.spec import Spec, keyed_dump, neutral_fields
+from llmspec.spec import MADE_BY, Spec, keyed_dump, neutral_fields
 
 FACT_SECTIONS = ("models", "prompts", "schemas", "datasets", "knowledge")
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What a `finetune` or `quantize` kind's build returns: the job that makes a model's
+    weights, and what the model's fact records of it (source, data, settings, the job key)."""
+
+    job: Any
+    fact: dict[str, Any]
+
+
+def store_tree(root: Path, key: str) -> Path:
+    """Where the store keeps the folder of job `key` (see `llmspec.store.Store.tree_path`)."""
+    from llmspec.store import Store
+
+    return Store(Path(root).resolve()).tree_path(key)
 
 
 class Facts:
@@ -29,6 +47,8 @@ class Facts:
         self.sections: dict[str, dict[str, Any]] = {s: {} for s in FACT_SECTIONS}
         self.local: dict[tuple[str, str], dict[str, Any]] = {}
         self._shards: dict[str, list[tuple[int, int, str]]] = {}
+        # (kind, model name) -> `Produced`: the job that makes a model's weights (the compiler)
+        self.produce: Callable[[str, str], Produced] | None = None
         self._scans: dict[str, Any] = {}  # dataset -> data.Scan
 
     def _memo(self, section: str, name: str, make: Any) -> Any:
@@ -59,15 +79,29 @@ class Facts:
 
         m = self.spec.models[name]
         rec = PROVIDERS[m.provider]
-        fact = keyed_dump(m, drop=PATH_FIELDS)
+        made = getattr(m, "made_by", None)
+        fact = keyed_dump(m, drop=(*PATH_FIELDS, *MADE_BY))
         local: dict[str, Any] = {f: getattr(m, f) for f in neutral_fields(type(m))}
         for f in PATH_FIELDS:
             if getattr(m, f, None) is not None:
                 local[f] = getattr(m, f)
-        weights = rec.weights(m, self.root) if rec.weights else None
-        if weights is not None:
-            fact["files"] = self._files(weights)
-            local["weights"] = str(weights)
+        if made is not None:
+            # Weights made by a job: the model is what that job's key says (its source's
+            # identity, the training rows, the settings, the library versions), and its
+            # weights are the job's folder in the store.
+            if self.produce is None:
+                raise AssertionError("facts of a made model need the compiler")
+            fact.pop("model", None)
+            fact.pop("revision", None)
+            produced = self.produce(made, name)
+            fact[made] = produced.fact
+            local["weights"] = str(store_tree(self.root, produced.job.key))
+            local["made_by"] = produced.job.id
+        else:
+            weights = rec.weights(m, self.root) if rec.weights else None
+            if weights is not None:
+                fact["files"] = self._files(weights)
+                local["weights"] = str(weights)
         fact["engine"] = engine_version() if rec.engine == "llguidance" else rec.engine
         return fact, local
 

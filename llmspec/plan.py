@@ -113,7 +113,7 @@ def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest:
             changes.append(Change("update", job.id, job.kind, reasons, job.key in stored))
             changed_ids.add(job.id)
         elif job.key not in stored:
-            changes.append(Change("restore", job.id, job.kind, ("result not in .llmspec/",)))
+            changes.append(Change("restore", job.id, job.kind, (record(job.kind).missing,)))
         else:
             unchanged += 1
     for job_id, old in sorted(locked.items()):

@@ -55,6 +55,7 @@ class VariantResult(_Frozen):
     name: str
     model: str
     prompt: str
+    size: int | None = Field(None, description="bytes of the model's weights (local models)")
     rows: int = 0
     errors: int = 0
     truncated: int = 0
@@ -215,6 +216,34 @@ class SuiteResult(_Frozen):
     redteam: RedteamResult | None = Field(None, description="red-team suites: ASR by strategy")
 
 
+class TrainingPoint(_Frozen):
+    epoch: int
+    step: int
+    loss: float | None = Field(None, description="mean training loss over the epoch")
+
+
+class ModelResult(_Frozen):
+    """A model whose weights a job made (fine-tuned, quantized): from what, how, the outcome."""
+
+    name: str
+    made_by: Literal["finetune", "quantize"]
+    status: Literal["made", "not made", "from lock"]
+    source: str = Field(description="the model it was made from")
+    method: str = Field(description="lora, full; dynamic_int8, ...")
+    dataset: str | None = Field(None, description="the training rows (fine-tunes)")
+    rows: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    size: int | None = Field(None, description="bytes of the weights folder")
+    source_size: int | None = Field(None, description="bytes of the source's (quantized)")
+    first_loss: float | None = None
+    loss: float | None = Field(None, description="mean training loss of the last epoch")
+    curve: list[TrainingPoint] = Field([], description="the training curve, per epoch")
+    trainer: str | None = Field(None, description="inline, or ray-train")
+    seconds: float | None = Field(None, description="training time (not counting start-up)")
+    samples_per_s: float | None = Field(None, description="training rows per second")
+
+
 class Results(_Frozen):
     """Everything `llmspec report` shows. Versioned; see schemas/results.schema.json."""
 
@@ -222,6 +251,7 @@ class Results(_Frozen):
 
     results_version: Literal[1] = RESULTS_VERSION
     project: str
+    models: list[ModelResult] = Field([], description="models made by fine-tune or quantize jobs")
     suites: list[SuiteResult] = []
     testsets: list[TestSetResult] = []
 
@@ -235,7 +265,10 @@ def collect_results(graph: Any, store: Any, lock: Any, spec: Any = None) -> Resu
             suites.append(_suite(graph, store, lock, job, spec))
         elif job.kind == "testgen":
             testsets.append(_testset(store, lock, job))
-    return Results(project=graph.project, suites=suites, testsets=testsets)
+    from llmspec.provenance import made_models
+
+    models = made_models(graph, store, lock)
+    return Results(project=graph.project, models=models, suites=suites, testsets=testsets)
 
 
 def _testset(store: Any, lock: Any, job: Any) -> TestSetResult:
@@ -399,6 +432,8 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
 
 def _eval_parts(graph: Any, store: Any, gate_job: Any) -> tuple:
     """(metric info, variants, rows, complete) of an eval suite, from its summaries."""
+    from llmspec.provenance import weights_size
+
     info = _metric_info(graph, gate_job)
     metrics = [m.name for m in info]
     variants, rows = [], []
@@ -421,6 +456,7 @@ def _eval_parts(graph: Any, store: Any, gate_job: Any) -> tuple:
                 name=variant,
                 model=model,
                 prompt=prompt,
+                size=weights_size(graph, summary_job),
                 rows=out["rows"],
                 errors=out["errors"],
                 truncated=out["truncated"],

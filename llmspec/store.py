@@ -203,7 +203,9 @@ class Store:
 
     # -- folders ------------------------------------------------------------------------------
 
-    def _tree(self, key: str) -> Path:
+    def tree_path(self, key: str) -> Path:
+        """Where the folder of `key` is (or will be) kept: known before the job runs, so a job
+        that reads a folder finds it by its producer's key."""
         return self.root / "trees" / key.split(":", 1)[-1]
 
     def put_tree(self, key: str, src: Path) -> str:
@@ -214,7 +216,7 @@ class Store:
         from llmspec.hashing import HashCache, digest, tree_digests
 
         d = digest(tree_digests(src, HashCache(None)))
-        target = self._tree(key)
+        target = self.tree_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():  # an earlier run stored the same key: same inputs, keep it
             import shutil
@@ -226,7 +228,7 @@ class Store:
 
     def tree(self, key: str) -> Path | None:
         """The stored folder of `key`, or None."""
-        target = self._tree(key)
+        target = self.tree_path(key)
         return target if target.is_dir() else None
 
     def tmp_dir(self) -> Path:

@@ -38,6 +38,11 @@ def project_summary(resolved: Any) -> str:
     rows = []
     for name, m in p.models.items():
         where = getattr(m, "path", None) or getattr(m, "model", None) or ""
+        if getattr(m, "finetune", None) is not None:
+            ft = m.finetune
+            where = f"{ft.method} fine-tune of {ft.from_} on {ft.dataset}"
+        elif getattr(m, "quantize", None) is not None:
+            where = f"{m.quantize.method} of {m.quantize.from_}"
         rows.append(("model", name, f"{m.provider} {where}".strip()))
     for name in p.schemas:
         rows.append(("schema", name, "JSON Schema"))

@@ -34,11 +34,12 @@ def compile_path(path: str, limit: int | None = None, lock: Any = "read") -> tup
 
 
 def plan_for(graph: Any, store: Any, stored: set[str] | None = None, lock: Any = "read") -> Any:
+    from llmspec.apply import stored_keys
     from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import make_plan
 
     root = graph.root
-    keys = store.keys() if stored is None else stored
+    keys = stored_keys(graph, store) if stored is None else stored
     old = read_lock(root) if isinstance(lock, str) else lock
     return make_plan(graph, old, keys, lock_digest(root))
 
@@ -176,7 +177,7 @@ def apply(
       llmspec apply specs/ --only quality --limit 20   # iterate on one suite, quickly
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
-    from llmspec.apply import apply_plan, check_saved_plan, jobs_to_run
+    from llmspec.apply import apply_plan, check_saved_plan, jobs_to_run, stored_keys
     from llmspec.cli.output import apply_line, failure_diagnostics
     from llmspec.cli.progress import Progress
     from llmspec.hub.history import recording, spec_snapshot
@@ -199,7 +200,7 @@ def apply(
                 f"{prev.since}) did not finish; resuming",
                 err=True,
             )
-        stored = store.keys()
+        stored = stored_keys(graph, store)
         the_plan = plan_for(graph, store, stored, old_lock)
         if targets is not None:
             the_plan = _targeted(the_plan, targets)

@@ -288,10 +288,11 @@ class Recorder:
             self._guard(self._flush)
 
     def listen(self, graph: Any, inner: Callable[[str, str, Any], None]) -> Callable:
-        """An `apply_plan` event callback that records each job's outcome, then calls `inner`."""
+        """An `apply_plan` event callback that records each job's outcome, then calls `inner`
+        (a job's progress points, say a fine-tune's epochs, are passed on unrecorded)."""
 
         def on_event(kind: str, job_id: str, outcome: Any) -> None:
-            if kind != "start":
+            if kind not in ("start", "progress"):
                 job = graph.jobs.get(job_id)
                 self.job(
                     job_id,

@@ -3,9 +3,10 @@
 A record says how the kind compiles from a project (`names` and `build`), how a job runs
 (`run`), where it runs (`pool`), how the graph draws it (`shape`), what it adds to the lock
 (`lock_section` and `lock_entry`), how many rows the progress bar counts for it (`rows`),
-whether its result may be reused (`cache`) and which files of the project mirror its output
-(`exports`, written by apply from `export_bytes`: a generated test set's frozen file).
-compile, plan, apply, the lock, lock diff, the graph, progress and the runners read these
+whether its result may be reused (`cache`), whether it leaves a folder in the store (`tree`),
+whether it reports progress while it runs (`progress`) and which files of the project mirror
+its output (`exports`, written by apply from `export_bytes`: a generated test set's frozen
+file). compile, plan, apply, the lock, lock diff, the graph, progress and the runners read these
 records and nothing else about a kind, so adding a kind is one module and one line in `KINDS`.
 
 `run(job, deps, ctx) -> (output, meta)`: `output` is deterministic and digested into the lock;
@@ -25,6 +26,8 @@ KINDS: dict[str, str] = {
     "chunks": "llmspec.jobs.chunks:KIND",
     "index": "llmspec.jobs.index:KIND",
     "testgen": "llmspec.jobs.testgen:KIND",
+    "finetune": "llmspec.jobs.finetune:KIND",
+    "quantize": "llmspec.jobs.quantize:KIND",
     "generate": "llmspec.jobs.generate:KIND",
     "judge": "llmspec.jobs.judge:KIND",
     "perplexity": "llmspec.jobs.perplexity:KIND",
@@ -60,6 +63,9 @@ class JobKind:
     exports: Callable[[Any], tuple[str, ...]] | None = None  # job -> project files it writes
     export_bytes: Callable[[Any, Any], dict[str, bytes]] | None = None  # (job, output) -> them
     description: str = ""
+    tree: bool = False  # its result includes a folder in the store (weights): stored only with it
+    progress: bool = False  # it reports progress while it runs (`ctx.progress`: epoch, loss)
+    missing: str = "result not in .llmspec/"  # plan's reason when the store lacks its result
 
 
 _loaded: dict[str, JobKind] = {}
@@ -159,7 +165,10 @@ class JobContext:
     embedders: dict[str, Any] = field(default_factory=dict)
     offsets: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     files: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # (job id, point) while a job runs: epoch, step, loss; the runner sends it to the driver
     progress: Callable[[str, dict[str, Any]], None] | None = None
+    trainer: Literal["inline", "ray"] = "inline"  # where training runs: here, or Ray Train
+    progress_to: str | None = None  # under Ray: the actor Ray Train workers send progress to
 
     def provider(self, settings: dict[str, Any]) -> Any:
         """The provider for a model's settings (keyed fact + local part), loaded once."""

@@ -2,7 +2,8 @@
 
 Inputs: the model's settings, the prompt and its schema, and the target's settings (less its
 secret references). The manifest written or sent names exactly what was tested: the model's
-fact, the prompt's digest and the verdicts of the required suites.
+fact, the prompt's digest, the verdicts of the required suites and, for a model whose weights a
+job made, those weights' file digests.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "requires": {s: out["passed"] for s, out in sorted(gates.items())},
         "key": job.key,
     }
+    made = sorted(r for r in deps if r.startswith("weights."))
+    if made:  # a fine-tuned or quantized model: name the exact weights that passed
+        manifest["weights"] = {
+            r.removeprefix("weights."): {k: deps[r][k] for k in ("files", "size")} for r in made
+        }
     target = job.inputs["target"]
     if target is None:
         return {"manifest": manifest, "target": None}, {}

@@ -150,13 +150,16 @@ class Provider(Protocol):
 def load_provider(settings: dict[str, Any]) -> Provider:
     """The provider for a model's settings as a job carries them (its keyed fact merged with
     its local part: `weights` is where the weights are on this machine). Imports it now."""
-    from llmspec.spec import MODEL_TYPES
+    from llmspec.spec import MADE_BY, MODEL_TYPES
 
     rec = PROVIDERS[settings["provider"]]
     cls_spec = MODEL_TYPES[rec.name]
     fields = {k: v for k, v in settings.items() if k in cls_spec.model_fields}
+    weights = settings.get("weights")
+    if any(fields.pop(f, None) is not None for f in MADE_BY):
+        # weights a job made (fine-tuned, quantized): a folder in the store, loaded like `path`
+        fields["path"] = weights
     spec = cls_spec.model_validate(fields)
     module, _, attr = rec.impl.partition(":")
     cls = getattr(importlib.import_module(module), attr)
-    weights = settings.get("weights")
     return cls(spec, Path(weights) if weights else None)

@@ -174,3 +174,55 @@ def testset_line(t: Any) -> str:
     if t.generated is not None and t.kept is not None and (t.kept or t.generated):
         text += f" ({t.generated} generated, {t.kept} kept this apply)"
     return text + (" (from the lock)" if t.from_lock else "")
+
+
+def megabytes(n: int | None) -> str:
+    """A size as a report shows it.
+
+    >>> megabytes(688428), megabytes(None)
+    ('0.69 MB', '-')
+    """
+    return "-" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def model_line(m: Any) -> str:
+    """One line about a model a job made: from what, how, and what came out.
+
+    >>> class M:
+    ...     name, made_by, status, source, method = "tuned", "finetune", "made", "base", "full"
+    ...     dataset, rows, epochs, steps, size, source_size = "train", 12, 40, 120, 688428, None
+    ...     first_loss, loss, seconds, samples_per_s = 5.9, 0.046, 12.3, 39.0
+    >>> print(model_line(M()).replace(", loss", ",\\n  loss"))
+    tuned: full fine-tune of base on train (12 rows, 40 epochs, 120 steps),
+      loss 5.900 -> 0.046, 0.69 MB, 12.3s, 39.0 rows/s
+    """
+    if m.made_by == "finetune":
+        what = f"{m.method} fine-tune of {m.source} on {m.dataset}"
+        detail = ", ".join(
+            x
+            for x in (
+                f"{m.rows} rows" if m.rows is not None else "",
+                f"{m.epochs} epochs" if m.epochs is not None else "",
+                f"{m.steps} steps" if m.steps is not None else "",
+            )
+            if x
+        )
+        parts = [f"{what} ({detail})" if detail else what]
+        if m.loss is not None:
+            first = f"{m.first_loss:.3f} -> " if m.first_loss is not None else ""
+            parts.append(f"loss {first}{m.loss:.3f}")
+    else:
+        parts = [f"{m.method} of {m.source}"]
+    if m.status == "not made":
+        return f"{m.name}: {parts[0]}: not made yet"
+    size = megabytes(m.size)
+    if m.source_size:
+        size += f" ({100 * (m.size or 0) / m.source_size:.0f}% of {megabytes(m.source_size)})"
+    parts.append(size)
+    if m.seconds is not None:
+        parts.append(f"{m.seconds:.1f}s")
+    if m.samples_per_s is not None:
+        parts.append(f"{m.samples_per_s:.1f} rows/s")
+    if m.status == "from lock":
+        parts.append("(from the lock)")
+    return f"{m.name}: " + ", ".join(parts)

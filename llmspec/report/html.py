@@ -1,10 +1,10 @@
-"""The HTML report: one self-contained static page (no network, no external script) with, per
-suite, the gate verdicts, bars with 95% intervals for each metric across variants, the
-distribution of each metric's row values, the A/B table, and the worst rows with their input,
-retrieved context, output, reference and scores.
+"""The HTML report: one self-contained static page (no network, no external script) with the models
+jobs made (and each fine-tune's training curve) and, per suite, the gate verdicts, bars with 95%
+intervals for each metric across variants, the distribution of each metric's row values, the A/B
+table, and the worst rows with their input, retrieved context, output, reference and scores.
 
-Charts are inline SVG drawn here; the small script only filters the rows table. Every value
-that comes from a dataset or a model is escaped: a model's output is text, never markup.
+Charts are inline SVG drawn here; the small script only filters the rows table. Every value that
+comes from a dataset or a model is escaped: a model's output is text, never markup.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from llmspec.report import (
     comparison_line,
     failure_line,
     kind_table,
+    megabytes,
+    model_line,
     number,
     testset_line,
     verdict,
@@ -59,6 +61,8 @@ def e(value: Any) -> str:
 
 def render(results: Any) -> str:
     body = [f"<h1>llmspec results: {e(results.project)}</h1>"]
+    if results.models:
+        body += models_html(results.models)
     if not results.suites:
         body.append("<p>No suites.</p>")
     for t in results.testsets:
@@ -131,16 +135,19 @@ def suite_html(s: Any, index: int) -> list[str]:
 
 def _metrics_table(s: Any) -> str:
     head = "".join(f"<th>{e(v.name)}</th>" for v in s.variants)
+    counts: list[tuple[str, Any]] = [
+        ("rows", lambda v: v.rows),
+        ("errors", lambda v: v.errors),
+        ("truncated", lambda v: v.truncated),
+        ("closed early", lambda v: v.closed_early),
+    ]
+    if any(v.size is not None for v in s.variants):
+        counts.append(("size", lambda v: megabytes(v.size)))
     rows = [
         f"<tr><td>{label}</td>"
         + "".join(f"<td class=num>{e(f(v))}</td>" for v in s.variants)
         + "</tr>"
-        for label, f in (
-            ("rows", lambda v: v.rows),
-            ("errors", lambda v: v.errors),
-            ("truncated", lambda v: v.truncated),
-            ("closed early", lambda v: v.closed_early),
-        )
+        for label, f in counts
     ]
     for m in s.metrics:
         cells = "".join(
@@ -300,4 +307,41 @@ def _worst_rows(s: Any, index: int) -> str:
         f"<h3>Worst rows</h3><p><input class=rowfilter data-table={table_id} "
         f'placeholder="filter rows"></p><table id="{table_id}"><thead>{head}</thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def models_html(models: Any) -> list[str]:
+    """Models made by jobs: a line each, and the training curve of each fine-tune."""
+    out = ["<h2>Models made by jobs</h2><ul class=models>"]
+    out += [f"<li>{e(model_line(m))}</li>" for m in models]
+    out.append("</ul>")
+    curves = [_curve(m) for m in models if len(m.curve) > 1]
+    if curves:
+        out.append(f'<h3>Training curves</h3><div class="charts">{"".join(curves)}</div>')
+    return out
+
+
+def _curve(m: Any) -> str:
+    """The mean loss per epoch as a line, on a scale from 0 to the highest loss."""
+    w, h, left, bottom = 360, 160, 44, 22
+    points = [(p.epoch, p.loss) for p in m.curve if p.loss is not None]
+    top = max(loss for _, loss in points) or 1.0
+    last = max(epoch for epoch, _ in points) or 1
+    xy = [
+        (
+            left + (w - left - 8) * (epoch - 1) / max(last - 1, 1),
+            18 + (h - 18 - bottom) * (1 - loss / top),
+        )
+        for epoch, loss in points
+    ]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    return (
+        f'<div class="chart"><svg class="training-curve" data-model="{e(m.name)}" width="{w}" '
+        f'height="{h}" role="img" aria-label="training loss of {e(m.name)} by epoch">'
+        f'<text x="0" y="13" font-size="13" font-weight="600">{e(m.name)}: loss by epoch</text>'
+        f'<text x="{left - 4}" y="22" font-size="11" text-anchor="end">{e(number(top))}</text>'
+        f'<text x="{left - 4}" y="{h - bottom}" font-size="11" text-anchor="end">0</text>'
+        f'<text x="{w - 8}" y="{h - 6}" font-size="11" text-anchor="end">epoch {last}</text>'
+        f'<polyline fill="none" stroke="#5b7fd6" stroke-width="2" points="{path}"/>'
+        f"</svg></div>"
     )

@@ -9,14 +9,19 @@ from llmspec.report import (
     gate_groups,
     gate_line,
     kind_table,
+    model_line,
     testset_line,
     verdict,
     with_interval,
 )
 
+MAX_AB = 12  # significant differences listed per suite, as in the text report
+
 
 def render(results: Any) -> str:
     lines = [f"### llmspec results: `{results.project}`", ""]
+    if results.models:
+        lines += [f"- model {model_line(m)}" for m in results.models] + [""]
     for t in results.testsets:
         lines += [f"- {testset_line(t)}", ""]
     if not results.suites:
@@ -73,7 +78,11 @@ def render(results: Any) -> str:
                 f"differences significant (95% bootstrap{note})</summary>"
             )
             lines.append("")
-            lines += [f"- {comparison_line(c, holm)}" for c in significant[:20]]
+            lines += [f"- {comparison_line(c, holm)}" for c in significant[:MAX_AB]]
+            if len(significant) > MAX_AB:
+                lines.append(
+                    f"- ... {len(significant) - MAX_AB} more in `llmspec report --format json`"
+                )
             lines += ["", "</details>", ""]
         causes = [(v.name, c, n) for v in s.variants for c, n in v.causes.items()]
         if causes:

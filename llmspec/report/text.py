@@ -1,6 +1,7 @@
-"""The text report: per suite a table of variants x metrics (means with 95% intervals), its
-gates, its A/B comparisons, agreement between repeats and its row errors grouped by cause.
-This is what `llmspec apply` prints at the end."""
+"""The text report: a line per model a job made (fine-tuned, quantized), then per suite a
+table of variants x metrics (means with 95% intervals, and each model's size), its gates, its
+A/B comparisons, agreement between repeats and its row errors grouped by cause. This is what
+`llmspec apply` prints at the end."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from llmspec.report import (
     gate_groups,
     gate_line,
     kind_table,
+    megabytes,
+    model_line,
     number,
     table,
     testset_line,
@@ -23,6 +26,10 @@ MAX_AB = 12
 
 def render(results: Any) -> str:
     out: list[str] = []
+    if results.models:
+        out.append("Models made by jobs:")
+        out += [f"  {model_line(m)}" for m in results.models]
+        out.append("")
     for t in results.testsets:
         out += [testset_line(t), ""]
     for s in results.suites:
@@ -45,6 +52,8 @@ def suite_lines(s: Any) -> list[str]:
             ["truncated", *(str(v.truncated) for v in s.variants)],
             ["closed early", *(str(v.closed_early) for v in s.variants)],
         ]
+        if any(v.size is not None for v in s.variants):  # size beside speed and quality
+            rows.append(["size", *(megabytes(v.size) for v in s.variants)])
         rows += [[m, *(with_interval(v.metrics.get(m), m) for v in s.variants)] for m in s.metrics]
         lines += table(header, rows)
     for v in s.variants:

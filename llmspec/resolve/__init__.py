@@ -1,10 +1,11 @@
 """Stage 3: check everything that crosses a line of YAML, and resolve it.
 
 Resolution is a tuple of checks (`CHECKS`), each a plain function over one `Checker` in its own
-module: secret references, models, schemas, prompts, knowledge sources, datasets, suites,
-deployments, cycles. Each reports diagnostics at `file:line:col` and records what later stages
-need (loaded schemas, dataset columns, knowledge files, parsed gates) on the checker. Files are
-read here, never written; no provider module is imported.
+module: secret references, models, schemas, prompts, knowledge sources, datasets, models made by
+jobs (fine-tuned, quantized), suites, deployments, cycles. Each reports diagnostics at
+`file:line:col` and records what later stages need (loaded schemas, dataset columns, knowledge
+files, parsed gates) on the checker. Files are read here, never written; no provider module is
+imported.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from llmspec.resolve.datasets import check_datasets
 from llmspec.resolve.deployments import check_deployments
 from llmspec.resolve.env import check_env_refs
 from llmspec.resolve.knowledge import check_knowledge
+from llmspec.resolve.made import check_made_models
 from llmspec.resolve.models import check_models
 from llmspec.resolve.prompts import check_prompts
 from llmspec.resolve.schemas import check_schemas
@@ -35,6 +37,7 @@ CHECKS = (
     check_prompts,
     check_knowledge,
     check_datasets,
+    check_made_models,
     check_suites,
     check_deployments,
     check_cycles,

@@ -1,4 +1,5 @@
-"""Cycles among references that can loop: datasets <-> knowledge, deployments' `after`.
+"""Cycles among references that can loop: datasets <-> knowledge, deployments' `after`, models
+made from models (`finetune.from`, `quantize.from`).
 
 Iterative depth-first search, so a chain of any length is fine (no recursion limit)."""
 
@@ -24,6 +25,13 @@ def _edges(p: Any) -> dict[Node, list[tuple[Node, KeyPath]]]:
             edges.setdefault(("knowledge", name), []).append(
                 (("datasets", k.source.dataset), ("knowledge", name, "source", "dataset"))
             )
+    for name, m in p.models.items():
+        for field in ("finetune", "quantize"):
+            made = getattr(m, field, None)
+            if made is not None:
+                edges.setdefault(("models", name), []).append(
+                    (("models", made.from_), ("models", name, field, "from"))
+                )
     for name, dep in p.deployments.items():
         for i, a in enumerate(dep.after):
             edges.setdefault(("deployments", name), []).append(

@@ -361,7 +361,13 @@ def _field_exists(schema: Any, field: str) -> bool:
 
 
 def _check_variables(
-    c: Any, s: Any, pname: str, prompt: Any, cols: frozenset[str], where: KeyPath
+    c: Any,
+    s: Any,
+    pname: str,
+    prompt: Any,
+    cols: frozenset[str],
+    where: KeyPath,
+    owner: str = "the suite",
 ) -> None:
     from jinja2 import TemplateSyntaxError
 
@@ -379,7 +385,7 @@ def _check_variables(
         for var in sorted(used - available):
             hint = did_you_mean(var, available) if available else None
             if var == "context" and not s.retrieve:
-                hint = "add `retrieve: <knowledge source>` to the suite to fill `context`"
+                hint = f"add `retrieve: <knowledge source>` to {owner} to fill `context`"
             c.error(
                 "E041",
                 f"prompt `{pname}` uses `{var}`, which dataset `{s.dataset}` does not provide",

@@ -2,7 +2,8 @@
 
 A runner gets the jobs to run (in dependency order), a way to read the outputs of jobs that
 are already done, and a callback that it calls in the driver process as each job ends — the
-callback writes the result to the store at once. A job whose dependency failed is skipped; one
+callback writes the result to the store at once — and another for progress that jobs report
+while they run (a fine-tune's epochs). A job whose dependency failed is skipped; one
 whose required gate failed is blocked; neither stops independent jobs.
 """
 
@@ -36,6 +37,8 @@ class Outcome:
 OutputOf = Callable[[str], tuple[Any, dict[str, Any]]]
 OnOutcome = Callable[[Outcome], None]
 OnStart = Callable[[str], None]
+OnProgress = Callable[[str, dict[str, Any]], None]
+"""(job id, point) while a job runs, in the driver: a fine-tune's epoch, step and loss."""
 
 
 class Runner(Protocol):
@@ -52,6 +55,7 @@ class Runner(Protocol):
         output_of: OutputOf,
         on_start: OnStart,
         on_outcome: OnOutcome,
+        on_progress: OnProgress | None = None,
     ) -> None: ...
 
     def close(self) -> None: ...

@@ -8,6 +8,7 @@ from typing import Any
 from llmspec.jobs import Deps, JobContext
 from llmspec.runner import (
     OnOutcome,
+    OnProgress,
     OnStart,
     Outcome,
     OutputOf,
@@ -40,7 +41,9 @@ class InlineRunner:
         output_of: OutputOf,
         on_start: OnStart,
         on_outcome: OnOutcome,
+        on_progress: OnProgress | None = None,
     ) -> None:
+        self.ctx.progress = on_progress
         before = use_threads(self.threads)
         try:
             self._run(jobs, output_of, on_start, on_outcome)

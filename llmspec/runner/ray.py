@@ -15,6 +15,8 @@
   is sent again, up to `max_retries` times. Results are whole shards written by the driver, so
   a retry can never duplicate a row in the store.
 - Ctrl-C stops submitting, cancels what is in flight and returns; finished jobs are kept.
+- Jobs that report progress (fine-tunes) send it to a named actor (no CPU) that the driver
+  empties while it waits; Ray Train workers send theirs there too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from llmspec.jobs import Deps, JobContext
 from llmspec.runner import (
     OnOutcome,
+    OnProgress,
     OnStart,
     Outcome,
     OutputOf,
@@ -37,9 +40,17 @@ from llmspec.runner import (
 )
 from llmspec.runner.inline import InlineRunner
 from llmspec.runner.profile import RunnerProfile, check_address
+from llmspec.runner.progress import Progress, progress_sender
 
 GENERAL = "general"
 DRIVER = "driver"
+PROGRESS_SECONDS = 0.5  # how often the driver collects progress while jobs run
+
+
+def _reports_progress(jobs: list[Any]) -> bool:
+    from llmspec.jobs import kind
+
+    return any(kind(j.kind).progress for j in jobs)
 
 
 class _Worker:
@@ -49,10 +60,13 @@ class _Worker:
     otherwise, rounded), and never makes the worker import torch itself: an echo or remote
     model's worker stays light."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, progress: str | None = None):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         use_threads(threads)
-        self.ctx = JobContext()
+        # `progress`: the name of the driver's progress actor (a name, not a handle: an
+        # actor restarted after a crash gets its arguments again)
+        self.ctx = JobContext(trainer="ray", progress_to=progress)
+        self.ctx.progress = progress_sender(progress)
         self.threads = threads
 
     def run(self, job: Any, roles: list[str], *values: tuple[Any, dict]) -> Outcome:
@@ -239,7 +253,9 @@ class RayRunner:
         self.started = False
         self.pools: dict[str, list[Any]] = {}
         self.shapes: dict[str, tuple[int, float, float]] = {}
-        self.driver_ctx = JobContext()
+        self.driver_ctx = JobContext(trainer="ray")
+        self.progress: Any = None  # the actor jobs send progress to, made when one may
+        self.progress_name: str | None = None
         self.threads = threads_for(self.profile.threads)
         self._starter: _Starter | None = None
         self.state: Path | None = None  # where an embedded Ray's processes are recorded
@@ -260,6 +276,8 @@ class RayRunner:
 
     def _start_pools(self, jobs: list[Any]) -> None:
         self.start()
+        if _reports_progress(jobs):
+            self._progress_actor()  # before the pools: their workers are told its name
         shapes = self._plan_pools(jobs)
         for name, shape in shapes.items():
             self._pool(name, shape)
@@ -326,6 +344,13 @@ class RayRunner:
             import ray
 
             self._drop_pools()
+            if self.progress is not None:
+                try:
+                    ray.kill(self.progress, no_restart=True)
+                except Exception:  # noqa: BLE001 - the cluster may be gone already
+                    pass
+                self.progress = None
+                self.progress_name = None
             if self.started and ray.is_initialized():
                 ray.shutdown()
                 self.started = False
@@ -380,8 +405,18 @@ class RayRunner:
                 max_task_retries=0,
                 max_concurrency=1,
             )
-            self.pools[name] = [cls.remote(self.threads) for _ in range(replicas)]
+            self.pools[name] = [
+                cls.remote(self.threads, self.progress_name) for _ in range(replicas)
+            ]
         return self.pools[name]
+
+    def _progress_actor(self) -> None:
+        """Make the actor that jobs (and Ray Train workers) send progress points to."""
+        import ray
+
+        self.progress_name = f"llmspec-progress-{os.getpid()}-{id(self)}"
+        # no CPU: an actor that claims one can starve a small machine (and Ray Train)
+        self.progress = ray.remote(Progress).options(name=self.progress_name, num_cpus=0).remote()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -392,6 +427,7 @@ class RayRunner:
         output_of: OutputOf,
         on_start: OnStart,
         on_outcome: OnOutcome,
+        on_progress: OnProgress | None = None,
     ) -> None:
         import ray
         from ray.exceptions import (
@@ -404,12 +440,27 @@ class RayRunner:
         if not jobs:
             return
         if all(j.pool == DRIVER for j in jobs):  # nothing for a worker: no need for Ray
-            return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome)
+            return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome, on_progress)
         if self.state is None:
             self.state = graph.root / ".llmspec" / "tmp"
         if self._starter is not None:
             self._starter.wait()
         self.start()
+        self.driver_ctx.progress = on_progress
+        if on_progress is not None and self.progress is None and _reports_progress(jobs):
+            self._progress_actor()
+            self._drop_pools()  # workers made before know no progress actor
+
+        def drain() -> None:
+            if self.progress is None or on_progress is None:
+                return
+            try:
+                points = ray.get(self.progress.take.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - progress is best effort
+                return
+            for job_id, point in points:
+                on_progress(job_id, point)
+
         shapes = self._plan_pools(jobs)
         idle = {name: collections.deque(self._pool(name, shapes[name])) for name in shapes}
         to_run = {j.id: j for j in jobs}
@@ -486,7 +537,11 @@ class RayRunner:
                     on_start(job.id)
                     finish(job, execute(job, Deps(job.deps, output_of), self.driver_ctx))
                     continue
-                done, _ = ray.wait(list(in_flight), num_returns=1)
+                wait = PROGRESS_SECONDS if self.progress is not None else None
+                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait)
+                drain()
+                if not done:
+                    continue
                 ref = done[0]
                 job, actor, _attempt = in_flight.pop(ref)
                 idle[job.pool].append(actor)

@@ -11,7 +11,6 @@ import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -22,119 +21,22 @@ from pydantic import (
 )
 
 from llmspec.probes import FAMILY_NAMES, STRATEGY_NAMES
-
-Str = Annotated[str, Strict()]
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
-Name = Annotated[
-    str,
-    Strict(),
-    StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"),
-]
-"""A name of something declared in the project: a letter, then letters, digits, `_` or `-`."""
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Params(Spec):
-    """Decoding parameters; every one of them is part of a generation's content key."""
-
-    temperature: Float = Field(0.0, ge=0, le=2, description="0 decodes greedily")
-    top_p: Float = Field(1.0, gt=0, le=1)
-    max_tokens: Int = Field(256, ge=1, le=131072)
-    seed: Int = Field(0, ge=0, description="seed for sampling; same seed, same outputs")
-    stop: tuple[Str, ...] = Field((), description="strings that end a generation")
-
-
-class Price(Spec):
-    """What a model costs, for the `cost` metric (any currency, said once for the project)."""
-
-    input_per_1k: Float = Field(0.0, ge=0, description="per 1,000 prompt tokens")
-    output_per_1k: Float = Field(0.0, ge=0, description="per 1,000 generated tokens")
-
-
-class TransformersModel(Spec):
-    """A local model run with transformers; constraints are enforced token by token."""
-
-    provider: Literal["transformers"]
-    path: Str | None = Field(None, description="folder saved with save_pretrained")
-    model: Str | None = Field(
-        None, description="a Hugging Face model id already in the local cache (never downloaded)"
-    )
-    revision: Str | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    params: Params = Params()
-    price: Price | None = Field(None, description="for the `cost` metric")
-    gpus: Float = Field(0, ge=0, description="GPUs per replica (Ray num_gpus)")
-    cpus: Float = Field(1, gt=0, description="CPUs per replica (Ray num_cpus)")
-    replicas: Int = Field(1, ge=1, le=1024)
-    batch_size: Int = Field(16, ge=1, le=4096, description="rows decoded together")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> TransformersModel:
-        if (self.path is None) == (self.model is None):
-            raise ValueError("give exactly one of `path` (a local folder) or `model` (a hub id)")
-        if self.path is not None and self.revision is not None:
-            raise ValueError("`revision` applies to a hub `model`, not to a local `path`")
-        return self
-
-
-class OpenAIModel(Spec):
-    """Any OpenAI-compatible server: vLLM, llama.cpp server, Ollama, OpenAI."""
-
-    provider: Literal["openai"]
-    base_url: Str = Field(description="e.g. http://127.0.0.1:8000/v1")
-    model: Str
-    api_key: Str | None = Field(None, description="only as a reference: ${env:NAME}")
-    params: Params = Params()
-    price: Price | None = Field(None, description="for the `cost` metric")
-    concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per model")
-    timeout_s: Float = Field(60, gt=0)
-    max_retries: Int = Field(4, ge=0, le=20)
-    circuit_breaker: Int = Field(
-        10,
-        ge=0,
-        le=10_000,
-        description="consecutive failed attempts (connection errors, timeouts, 5xx) after which "
-        "the server is taken for down: the shard's other rows fail at once, and the next shard "
-        "sends one probe first; 0: never",
-    )
-    max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
-        "auto",
-        description="the request field that carries params.max_tokens: max_tokens (vLLM, "
-        "llama.cpp, Ollama), max_completion_tokens (newer OpenAI models), or auto: max_tokens, "
-        "switching when the server asks for max_completion_tokens",
-    )
-
-
-class EchoModel(Spec):
-    """Returns the rendered prompt: inspect prompts without calling a model."""
-
-    provider: Literal["echo"]
-    params: Params = Params()
-    price: Price | None = Field(None, description="for the `cost` metric")
-
-
-class LlamaCppModel(Spec):
-    """A GGUF file run with llama-cpp-python through guidance."""
-
-    provider: Literal["llamacpp"]
-    path: Str = Field(description="a .gguf file")
-    n_ctx: Int = Field(4096, ge=128)
-    params: Params = Params()
-    price: Price | None = Field(None, description="for the `cost` metric")
-    gpus: Float = Field(0, ge=0)
-    cpus: Float = Field(1, gt=0)
-    replicas: Int = Field(1, ge=1, le=1024)
-
-
-Model = Annotated[
-    TransformersModel | OpenAIModel | EchoModel | LlamaCppModel,
-    Field(discriminator="provider"),
-]
+from llmspec.spec.base import Bool, Float, Int, Name, Spec, Str
+from llmspec.spec.models import (  # re-exported: the language is one namespace
+    GPU_QUANTIZE_METHODS,
+    MADE_BY,
+    QUANTIZE_METHODS,
+    EchoModel,
+    Finetune,
+    LlamaCppModel,
+    Lora,
+    Model,
+    OpenAIModel,
+    Params,
+    Price,
+    Quantize,
+    TransformersModel,
+)
 
 
 def _tagged(union: Any, tag: str) -> dict[str, type[Spec]]:

@@ -118,6 +118,11 @@ BENCHES = (
         ("torch", "transformers"),
     ),
     Bench(
+        "finetune_throughput.py",
+        (("case", "rows/s (median)", "min-max", "plain / case"),),
+        ("torch", "transformers"),
+    ),
+    Bench(
         "ray_orchestration.py",
         (("case", "median s", "min-max s", "rows/s", "/ baseline", "CPU s", "/ baseline"),),
         ("ray", "torch", "transformers"),

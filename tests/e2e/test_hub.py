@@ -67,13 +67,8 @@ def test_each_apply_is_a_run_in_the_history(two_runs: Path) -> None:
     failing = runs[1]["summary"]["gates_failed"]
     assert runs[1]["status"] == ("gates-failed" if failing else "done")
     assert runs[0]["lock_digest"] != runs[1]["lock_digest"]
-    assert {s["name"] for s in runs[1]["suites"]} == {
-        "quality",
-        "retrieval",
-        "routing",
-        "prompt-review",
-        "safety",
-    }
+    suites = {"quality", "variants", "retrieval", "routing", "prompt-review", "safety"}
+    assert {s["name"] for s in runs[1]["suites"]} == suites
     table = cli.invoke(main, ["runs", str(two_runs)]).stdout
     assert len(table.splitlines()) == 3 and "done" in table
 

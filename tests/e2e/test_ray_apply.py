@@ -251,6 +251,75 @@ def test_ctrl_c_on_ray_keeps_finished_shards_and_resumes(tmp_path: Path, tiny_mo
     assert len(json.loads((project / "llmspec.lock").read_text())["jobs"]) == 26
 
 
+def test_finetune_on_ray_train(ray_cluster, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A fine-tune on Ray Train (one worker, on the module's 2-CPU Ray with a model pool and
+    the general workers alive) gives the same weights, hence the same lock, as the loop run
+    in-process; its progress reaches the driver while it trains."""
+    from llmspec.apply import apply_plan
+    from llmspec.compile import compile_project
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import make_plan
+    from llmspec.project import load_project
+    from llmspec.runner.inline import InlineRunner
+    from llmspec.runner.ray import RayRunner
+    from llmspec.store import Store
+    from tests.e2e.test_finetune import SPEC, make_project
+
+    spec = SPEC.split("  lora:\n")[0] + "  full-int8:" + SPEC.split("  full-int8:")[1]
+    spec = spec.replace("[base, lora, full, full-int8]", "[base, full, full-int8]")
+    roots = []
+    for name in ("ray", "inline"):
+        root = make_project(tmp_path / name, tiny_model_dir)
+        (root / "llmspec.yaml").write_text(spec)
+        roots.append(root)
+    events: list[tuple[str, str, object]] = []
+    for root, runner in zip(roots, (RayRunner(), InlineRunner()), strict=True):
+        graph = compile_project(load_project(root))
+        store = Store(root)
+        plan = make_plan(graph, read_lock(root), store.keys(), lock_digest(root))
+        try:
+            report = apply_plan(plan, graph, store, runner, lambda *e: events.append(e))
+        finally:
+            runner.close()
+        assert report.ok and "finetune.full" in report.done, report
+        if isinstance(runner, RayRunner):
+            meta = store.get(graph.jobs["finetune.full"].key).meta
+            assert meta["trainer"] == "ray-train", meta
+            assert meta["resources_per_worker"]["CPU"] > 0
+            ray_points = [e for e in events if e[0] == "progress" and e[1] == "finetune.full"]
+            assert ray_points and ray_points[-1][2]["epoch"] == 30, events[-5:]
+    assert (roots[0] / "llmspec.lock").read_bytes() == (roots[1] / "llmspec.lock").read_bytes()
+
+
+def test_ray_train_does_not_wait_for_cpus_that_never_come_free(
+    ray_cluster, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Every CPU held by an actor (model pools can take them all with `reserve_cpus: 0`): the
+    trainer's worker asks for memory only, and trains, instead of waiting forever."""
+    from llmspec.providers.transformers import train
+
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ping(self) -> int:
+            return 1
+
+    hog = Hog.remote()
+    ray.get(hog.ping.remote(), timeout=120)
+    try:
+        assert ray.available_resources().get("CPU", 0.0) < 0.01
+        base = str(tiny_model_dir)
+        examples, pad = train.encode_examples(base, [(None, "Q: hi\nA:")] * 2, [" hello"] * 2)
+        settings = {"method": "full", "epochs": 1, "learning_rate": 0.01, "batch_size": 2}
+        settings |= {"seed": 0, "workers": 1, "threads": 1, "device": "cpu"}
+        cfg = {"base": base, "examples": examples, "pad": pad, "settings": settings, "job": "t"}
+        (tmp_path / "out").mkdir()
+        meta = train.train_on_ray(cfg, tmp_path / "out", tmp_path / "scratch", {"cpus": 1.0})
+    finally:
+        ray.kill(hog)
+    assert meta["resources_per_worker"] == {"memory": train.NO_CPU_MEMORY}
+    assert (tmp_path / "out" / "model.safetensors").is_file() and len(meta["curve"]) == 1
+
+
 def test_the_ray_of_a_killed_apply_is_stopped_by_the_next(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -31,7 +31,14 @@ def test_apply_ends_with_the_summary_table(applied) -> None:
     assert "Suite quality: passed - Answers grounded in the docs, always valid JSON." in out
     lines = out.splitlines()
     header = lines[lines.index(next(x for x in lines if x.startswith("Suite quality"))) + 1]
-    assert header.split() == ["base/qa", "small/qa", "base/terse", "small/terse"]
+    assert header.split() == [
+        "base/qa",
+        "small/qa",
+        "tuned/qa",
+        "base/terse",
+        "small/terse",
+        "tuned/terse",
+    ]
     first = {x.split()[0]: x for x in lines if x.split()}
     for row in (
         "rows",
@@ -60,12 +67,13 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     md = cli.invoke(main, ["report", str(root), "--format", "markdown"]).stdout
     assert md.startswith("### llmspec results: `support-bot`")
     assert "| variant | rows | errors | truncated | closed early | schema_valid |" in md
-    visible, folded = [], 0  # what a reader sees before unfolding a <details> block
+    # short enough for a PR comment: what shows before a reader opens a <details> block
+    visible, folded = [], 0
     for line in md.splitlines():
         folded += line.startswith("<details>") - line.startswith("</details>")
         if not folded and not line.startswith("</details>"):
             visible.append(line)
-    assert len(visible) < 60  # short enough for a PR comment
+    assert len(visible) < 60, len(visible)
     assert "Attack success rate by strategy" in md and "LLM07 System Prompt Leakage" in md
 
     out = tmp_path / "results.xml"
@@ -74,25 +82,26 @@ def test_report_formats(applied, tmp_path: Path) -> None:
     tree = ET.parse(out).getroot()
     cases = tree.findall(".//testcase")
     assert tree.tag == "testsuites" and {c.get("classname") for c in cases} == {
-        "quality", "retrieval", "routing", "prompt-review", "safety"
+        "quality", "retrieval", "routing", "prompt-review", "safety", "variants"
     }  # fmt: skip
     assert [c.get("name") for c in cases if c.get("classname") == "routing"] == [
         "schema_valid == 1 [base]"
     ]
-    assert len([c for c in cases if c.get("classname") == "quality"]) == 9
+    # 6 variants (base, small, tuned x qa, terse): two gates per variant and two pair gates
+    assert len([c for c in cases if c.get("classname") == "quality"]) == 6 + 6 + 2
 
     data = json.loads(cli.invoke(main, ["report", str(root), "--format", "json"]).stdout)
     committed = json.loads((REPO / "schemas" / "results.schema.json").read_text())
     assert committed == results_json_schema(), "llmspec schema --artifact results"
     assert validation_errors(committed, data) == []
     quality = next(s for s in data["suites"] if s["name"] == "quality")
-    assert quality["variants"][0]["rows"] == 6 and len(quality["rows"]) == 4 * 6
+    assert quality["variants"][0]["rows"] == 6 and len(quality["rows"]) == 6 * 6
     row = quality["rows"][0]
     assert row["input"]["question"] and row["reference"] and row["guarantee"] == "token"
     assert [c["source"] for c in row["context"]] and "rouge_l" in row["metrics"]
     assert row["reasons"]["judge"] is not None  # the judge's reason, or why it has none
-    # every pair of 4 variants x every metric but latency (which varies run to run)
-    assert len(quality["comparisons"]) == 6 * 8
+    # every pair of 6 variants x every metric but latency (which varies run to run)
+    assert len(quality["comparisons"]) == 15 * 8
     # retrieval against each question's reference page, with the chunks' ids
     retrieval = next(s for s in data["suites"] if s["name"] == "retrieval")
     for r in retrieval["rows"]:
@@ -125,6 +134,28 @@ def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:
     assert ("prompt_injection", "indirect") in cells and ("jailbreak", "rot13") in cells
 
 
+def test_the_example_fine_tune_beats_its_base(applied) -> None:
+    """The example's tuned model answers what its random base cannot, by a significant margin,
+    and the deployment ships exactly those weights."""
+    root, out = applied
+    assert "Models made by jobs:" in out
+    assert "  tuned: full fine-tune of base on train (12 rows, 40 epochs, 120 steps)" in out
+    assert "  tuned-int8: dynamic_int8 of tuned" in out
+    assert "pass  tuned/qa.exact_match - base/qa.exact_match >= 0.5" in out
+    doc = json.loads(CliRunner().invoke(main, ["report", str(root), "--format", "json"]).stdout)
+    quality = next(s for s in doc["suites"] if s["name"] == "quality")
+    pair = next(
+        c
+        for c in quality["comparisons"]
+        if {c["a"], c["b"]} == {"base/qa", "tuned/qa"} and c["metric"] == "exact_match"
+    )
+    assert pair["significant_holm"] and abs(pair["mean"]) >= 0.5, pair
+    lock = json.loads((root / "llmspec.lock").read_text())
+    manifest = json.loads((root / "build" / "staging.json").read_text())
+    assert manifest["model"]["finetune"]["key"] == lock["models"]["tuned"]["finetune"]["key"]
+    assert manifest["weights"]["tuned"]["files"] == lock["weights"]["tuned"]["files"]
+
+
 def test_html_report_in_chromium(applied, browser, tmp_path: Path) -> None:
     """The HTML report in headless Chromium: one self-contained page (no request but its own
     file), a chart per metric whose bars have the widths of the values, the row filter works."""
@@ -143,8 +174,9 @@ def test_html_report_in_chromium(applied, browser, tmp_path: Path) -> None:
     page = browser_visit.page
     try:
         assert page.title() == f"llmspec results: {data['project']}"
-        headings = page.locator("h2").all_inner_texts()
-        assert [h.split(":")[0] for h in headings] == [f"Suite {s['name']}" for s in data["suites"]]
+        headings = [h.split(":")[0] for h in page.locator("h2").all_inner_texts()]
+        # the example's tuned and quantized models come first, then one heading per suite
+        assert headings == ["Models made by jobs"] + [f"Suite {s['name']}" for s in data["suites"]]
 
         quality = next(s for s in data["suites"] if s["name"] == "quality")
         index = data["suites"].index(quality)

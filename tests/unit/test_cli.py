@@ -81,7 +81,8 @@ def test_example_project_is_valid(example_project, monkeypatch) -> None:
     result = CliRunner().invoke(main, ["validate", "specs"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("support-bot: valid (4 files)")
-    assert "qa, terse x base, small on golden; 9 metrics, 3 gates" in result.stdout
+    assert "qa, terse x base, small, tuned on golden; 9 metrics, 4 gates" in result.stdout
+    assert "tuned          transformers full fine-tune of base on train" in result.stdout
 
 
 ECHO_SPEC = """\

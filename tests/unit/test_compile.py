@@ -96,3 +96,58 @@ def test_lock_inputs_are_short_values_or_digests(tmp_path: Path) -> None:
 
     long = {"template": "x" * 200}
     assert lock_value(long) == digest(long)  # long: by digest
+
+
+MADE = """\
+version: 1
+name: made
+models:
+  base: {provider: transformers, path: w}
+  tuned:
+    provider: transformers
+    finetune: {from: base, dataset: d, prompt: p, method: full, epochs: 2}
+  small:
+    provider: transformers
+    quantize: {from: tuned}
+prompts:
+  p: {template: "Q: {{ question }}"}
+datasets:
+  d: {path: d.jsonl}
+suites:
+  s: {prompt: p, models: [small], dataset: d, metrics: [exact_match]}
+"""
+
+
+def test_a_made_model_is_keyed_by_its_job_and_depends_on_it(tmp_path: Path) -> None:
+    """No torch here: a made model's identity and dependencies come from compile alone."""
+    from llmspec.apply import stored_keys
+    from llmspec.plan import make_plan
+    from llmspec.store import Store
+
+    root = _project(tmp_path / "p", MADE)
+    (root / "w").mkdir()
+    (root / "w" / "model.safetensors").write_bytes(b"weights-1")
+    g = _graph(root)
+    ft, q = g.jobs["finetune.tuned"], g.jobs["quantize.small"]
+    assert g.facts["models"]["tuned"]["finetune"]["key"] == ft.key
+    assert g.facts["models"]["small"]["quantize"]["key"] == q.key
+    assert q.deps == {"weights.tuned": "finetune.tuned"}
+    gen = g.jobs["generate.s.small.0"]
+    assert gen.deps == {"weights.small": "quantize.small"}
+    assert gen.local["model"]["weights"] == str(Store(root.resolve()).tree_path(q.key))
+    # the chain is content: the base's bytes move every key downstream
+    (root / "w" / "model.safetensors").write_bytes(b"weights-2")
+    g2 = _graph(root)
+    for job_id in ("finetune.tuned", "quantize.small", "generate.s.small.0"):
+        assert g2.jobs[job_id].key != g.jobs[job_id].key, job_id
+
+    # a stored result of a kind that leaves a folder counts only with its folder
+    store = Store(root)
+    store.put(ft.id, ft.kind, ft.key, {"files": {}})
+    assert ft.key not in stored_keys(g, store)
+    tmp = store.tmp_dir()
+    (tmp / "config.json").write_text("{}")
+    store.put_tree(ft.key, tmp)
+    assert ft.key in stored_keys(g, store)
+    plan = make_plan(g, None, stored_keys(g, store), "none")
+    assert next(c for c in plan.changes if c.job_id == "finetune.tuned").cached

@@ -99,6 +99,41 @@ SPEC: dict[str, Any] = {
             "params": {"max_tokens": 40},
         },
         "echo": {"provider": "echo", "params": {"seed": 1}},
+        "tuned": {
+            "provider": "transformers",
+            "finetune": {
+                "from": "local",
+                "dataset": "train",
+                "prompt": "qa",
+                "expected": "answer",
+                "retrieve": "docs",
+                "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["c_attn"]},
+                "epochs": 2,
+                "learning_rate": 0.001,
+                "batch_size": 2,
+                "seed": 1,
+                "workers": 1,
+                "threads": 1,
+                "device": "cpu",
+            },
+            "params": {"max_tokens": 40},
+            "gpus": 1,
+        },
+        "full": {
+            "provider": "transformers",
+            "finetune": {
+                "from": "hub",
+                "dataset": "gen",
+                "prompt": "pick",
+                "method": "full",
+                "expected": "question",
+            },
+        },
+        "small": {
+            "provider": "transformers",
+            "quantize": {"from": "tuned", "method": "dynamic_int8"},
+            "params": {"max_tokens": 40},
+        },
     },
     "schemas": {
         "answer": SCHEMA,
@@ -156,6 +191,7 @@ SPEC: dict[str, Any] = {
             "shard_rows": 2,
         },
         "dump": {"path": "data/rows.dat", "format": "jsonl"},
+        "train": {"path": "data/golden2.jsonl"},
         "gen": {
             "generate": {
                 "from": "docs",
@@ -213,6 +249,13 @@ SPEC: dict[str, Any] = {
             "expected": "question",
             "metrics": ["schema_valid"],
         },
+        "variants": {
+            "prompt": "qa",
+            "models": ["tuned", "small"],
+            "dataset": "golden",
+            "retrieve": "docs",
+            "metrics": ["schema_valid"],
+        },
         "dumps": {
             "prompt": "plain",
             "models": ["echo"],
@@ -238,7 +281,7 @@ SPEC: dict[str, Any] = {
             "canaries": ["CANARY-0001-TEST"],
             "gates": ["prompt_injection.asr <= 0.5"],
         },
-        "variants": {
+        "probing": {
             "kind": "redteam",
             "prompts": ["bot", "qa"],
             "models": ["echo"],
@@ -248,6 +291,7 @@ SPEC: dict[str, Any] = {
         },
     },
     "deployments": {
+        "tuned": {"model": "small", "prompt": "qa"},
         "prod": {
             "model": "local",
             "prompt": "qa",
@@ -366,10 +410,31 @@ ALTERNATIVES: dict[tuple, list[Any]] = {
     ("suites", "safety", "input"): ["product"],
     ("suites", "safety", "gates"): [["prompt_injection.asr <= 0.4"]],
     ("suites", "safety", "probes", "families"): [["prompt_injection", "data_leakage"]],
-    ("suites", "variants", "prompts"): [["bot"]],
-    ("suites", "variants", "models"): [["local"]],
-    ("suites", "variants", "retrieve"): ["docs"],
-    ("suites", "variants", "probes", "families"): [["hallucination", "toxicity"]],
+    ("suites", "probing", "prompts"): [["bot"]],
+    ("suites", "probing", "models"): [["local"]],
+    ("suites", "probing", "retrieve"): ["docs"],
+    ("suites", "probing", "probes", "families"): [["hallucination", "toxicity"]],
+    ("models", "tuned", "finetune", "from"): ["hub"],
+    ("models", "tuned", "finetune", "dataset"): ["golden"],
+    ("models", "tuned", "finetune", "prompt"): ["qa2"],
+    ("models", "tuned", "finetune", "expected"): ["question"],
+    ("models", "tuned", "finetune", "retrieve"): ["notes"],
+    ("models", "tuned", "finetune", "device"): ["cuda"],
+    ("models", "full", "finetune", "from"): ["local"],
+    ("models", "full", "finetune", "dataset"): ["golden"],
+    ("models", "full", "finetune", "prompt"): ["code"],
+    ("models", "full", "finetune", "method"): ["lora"],
+    ("models", "full", "finetune", "expected"): ["expected"],
+    ("models", "small", "quantize", "from"): ["local"],
+    ("models", "small", "quantize", "method"): ["dynamic_float16"],
+    ("datasets", "train", "path"): ["data/golden.jsonl"],
+    ("suites", "variants", "models"): [["tuned"]],
+    ("suites", "variants", "prompt"): ["qa2"],
+    ("suites", "variants", "dataset"): ["gen"],
+    ("suites", "variants", "retrieve"): ["notes"],
+    ("suites", "variants", "metrics"): [["json_valid"]],
+    ("deployments", "tuned", "model"): ["tuned"],
+    ("deployments", "tuned", "prompt"): ["qa2"],
 }
 
 

@@ -16,7 +16,7 @@ from tests.unit.test_compile import _project
 class _Interrupted:
     name = "interrupted"
 
-    def run(self, graph, jobs, output_of, on_start, on_outcome) -> None:
+    def run(self, graph, jobs, output_of, on_start, on_outcome, on_progress=None) -> None:
         raise KeyboardInterrupt
 
     def close(self) -> None:

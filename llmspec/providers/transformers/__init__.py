@@ -22,6 +22,8 @@ class TransformersProvider:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from llmspec.providers.transformers.quantized import is_quantized, load_quantized
+
         self.spec = spec
         source = str(weights) if weights is not None else (spec.path or spec.model)
         kwargs: dict[str, Any] = {"local_files_only": True}
@@ -29,7 +31,10 @@ class TransformersProvider:
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             if spec.dtype != "auto":
                 kwargs["dtype"] = getattr(torch, spec.dtype)
-            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            if is_quantized(Path(source)):  # made by a `quantize` job: not a save_pretrained
+                self.model = load_quantized(Path(source))
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as e:
             hint = (
                 "the model must already be on this machine: llmspec never downloads weights"
@@ -57,15 +62,11 @@ class TransformersProvider:
         return self._llg
 
     def render(self, r: Request) -> str:
-        """The text the model sees: the chat template when the tokenizer has one."""
-        if self.chat:
-            messages = ([{"role": "system", "content": r.system}] if r.system else []) + [
-                {"role": "user", "content": r.prompt}
-            ]
-            return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        return r.prompt if r.system is None else f"{r.system}\n\n{r.prompt}"
+        """The text the model sees: the chat template when the tokenizer has one (fine-tuning
+        renders its rows the same way: `train.render_text`)."""
+        from llmspec.providers.transformers.train import render_text
+
+        return render_text(self.tokenizer, r.system, r.prompt)
 
     def generate(self, requests: list[Request]) -> list[Result]:
         """One Result per request, in order. Rows with the same decoding settings decode
