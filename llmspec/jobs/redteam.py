@@ -105,43 +105,55 @@ class _Embedded:
 
 def _retrieve(job: Any, deps: Any, ctx: Any, probes: list[dict]) -> list[list[dict]]:
     """Each probe's retrieved chunks; a probe with a planted document searches a copy of the
-    index with the document's chunks appended."""
+    index with the document's chunks appended (chunked as the knowledge source chunks)."""
     import numpy as np
 
-    from llmspec.jobs.index import chunk_text, embed, retrieve
+    from llmspec.chunking import chunk_sections
+    from llmspec.documents import Section
+    from llmspec.jobs.index import retrieve
+    from llmspec.vectors import decode, embed
 
-    index, vectors = deps["index"], deps.meta["index"]["embeddings"]
+    index, stored = deps["index"], deps.meta["index"]["embeddings"]
     embedder = ctx.embedder(job.local["embed"])
     settings = job.inputs["retrieval"]
-    top_k, size, overlap = (
-        settings["top_k"],
-        settings["chunk"]["size"],
-        settings["chunk"]["overlap"],
-    )
+    top_k, chunk = settings["top_k"], settings["chunk"]
+    unit = chunk.get("unit", "characters")
+    tokenizer = embedder.tokenizer if unit == "tokens" else None
     queries = [p.get("query", p["text"]) for p in probes]
     if not queries:
         return []
     query_vectors = embed(embedder, queries)
     known = _Embedded(dict(zip(queries, query_vectors, strict=True)))
-    dim = len(query_vectors[0]) if query_vectors else 0
-    base = np.asarray(vectors, dtype=np.float32).reshape(len(index["chunks"]), dim)
+    base = decode(stored) if isinstance(stored, dict) else np.asarray(stored, dtype=np.float32)
     out: list[list[dict]] = [[] for _ in probes]
     plain = [i for i, p in enumerate(probes) if _planted(p) is None]
     found = retrieve(index, base, [queries[i] for i in plain], known, top_k) if plain else []
     for i, chunks in zip(plain, found, strict=True):
         out[i] = chunks
     planted = [i for i in range(len(probes)) if _planted(probes[i]) is not None]
-    pieces = {i: chunk_text(_planted(probes[i]) or "", size, overlap) for i in planted}
-    flat = [text for i in planted for _, text in pieces[i]]
+    pieces = {
+        i: chunk_sections(
+            [Section(None, _planted(probes[i]) or "")],
+            chunk["size"],
+            chunk["overlap"],
+            unit,
+            tokenizer,
+        )
+        for i in planted
+    }
+    flat = [c["text"] for i in planted for c in pieces[i]]
     flat_vectors = iter(embed(embedder, flat))
     for i in planted:
-        extra = [
-            {"source": f"planted:{probes[i]['id']}", "start": start, "text": text}
-            for start, text in pieces[i]
-        ]
+        source = f"planted:{probes[i]['id']}"
+        extra = [{"id": f"{source}#{n}", "source": source} | c for n, c in enumerate(pieces[i])]
         copy = {"chunks": list(index["chunks"]) + extra}
         more = np.asarray([next(flat_vectors) for _ in extra], dtype=np.float32)
-        matrix = np.vstack([base, more.reshape(len(extra), -1)]) if len(extra) else base
+        if not extra:
+            matrix = base
+        elif base.size == 0:
+            matrix = more.reshape(len(extra), -1)
+        else:
+            matrix = np.vstack([base, more.reshape(len(extra), -1)])
         out[i] = retrieve(copy, matrix, [queries[i]], known, top_k)[0]
     return out
 
@@ -263,7 +275,7 @@ def own_text(prompt: dict, values: dict, input_var: str) -> str:
 
 KIND = JobKind(
     name="redteam",
-    version=1,
+    version=2,
     names=names,
     build=build,
     run=run,
