@@ -36,10 +36,13 @@ class ApplyReport:
     lock_written: bool = False
     interrupted: bool = False
     lock: Lock | None = None  # the lock as written at the end
+    shipped: dict[str, str] = field(default_factory=dict)  # deployment -> where it runs now
+    destroyed: list[str] = field(default_factory=list)  # deployments removed (not in the spec)
+    ship_failed: dict[str, str] = field(default_factory=dict)  # deployment -> why
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.skipped or self.interrupted)
+        return not (self.failed or self.skipped or self.interrupted or self.ship_failed)
 
 
 def check_saved_plan(saved: SavedPlan, graph: JobGraph, lock_digest: str, where: str) -> None:
@@ -74,12 +77,16 @@ def apply_plan(
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
     stored: set[str] | None = None,
     only: set[str] | None = None,
+    probed: dict[str, tuple[str, Any]] | None = None,
 ) -> ApplyReport:
-    """Run the jobs the plan says to run; store each result; write the lock at the end.
+    """Run the jobs the plan says to run; store each result; write the lock at the end; then
+    ship the deployments of stateful targets whose running version is not the one the lock
+    records, and remove those that left the spec.
 
     `only` (job ids) restricts the run to those jobs, as Terraform's -target does: every other
-    job keeps its entry in the lock. A smoke run (`graph.limit`) stores its results but never
-    writes the lock."""
+    job keeps its entry in the lock. `probed` (job id -> (output digest, output)) are live
+    probes this apply ran already (before compiling with what they observed): not run again.
+    A smoke run (`graph.limit`) stores its results but never writes the lock or ships."""
     from llmspec.jobs import kind as record
 
     root = graph.root
@@ -88,10 +95,11 @@ def apply_plan(
     old_lock = read_lock(root)
     stored = store.keys() if stored is None else stored
     todo = set(plan.to_run)
-    results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
+    results: dict[str, tuple[str, Any]] = dict(probed or {})  # job id -> (digest, output)
+    report.done += list(probed or {})
     jobs = []
     for job in graph.jobs.values():
-        if only is not None and job.id not in only:
+        if (only is not None and job.id not in only) or job.id in results:
             continue
         always = record(job.kind).cache == "always"
         if job.id in todo or always:
@@ -157,7 +165,37 @@ def apply_plan(
         if graph.limit is None:
             report.lock_written = write_lock(root, report.lock)
         log.close()
+    if graph.limit is None and not report.interrupted:
+        reconcile(graph, store, report, only)
     return report
+
+
+def reconcile(graph: JobGraph, store: Store, report: ApplyReport, only: set[str] | None) -> None:
+    """Make what runs match the lock just written: ship each deployment (of a stateful
+    target) whose running version is not its deploy job's key, with the lock's digest;
+    remove the deployments no job ships any more (not with `--only`)."""
+    from llmspec import targets
+    from llmspec.lock import lock_digest
+
+    jobs = {j: job for j, job in graph.jobs.items() if only is None or j in only}
+    todo = targets.releases(graph, store, jobs)
+    if only is None:
+        keep = {j.removeprefix("deploy.") for j, job in graph.jobs.items() if job.kind == "deploy"}
+        for name, error in targets.remove_orphans(graph.root, keep).items():
+            if error is None:
+                report.destroyed.append(name)
+            else:
+                report.ship_failed[name] = f"could not remove it: {error}"
+    if not todo:
+        return
+    digest = lock_digest(graph.root)
+    for kind, items in todo.items():
+        for name, error in targets.ship(graph.root, kind, items, digest).items():
+            if error is None:
+                live = targets.live_of(graph.root, kind, name)
+                report.shipped[name] = live.url if live is not None else ""
+            else:
+                report.ship_failed[name] = error
 
 
 def update_lock(

@@ -77,10 +77,12 @@ def main() -> None:
       llmspec apply specs/             run it; results go to the store and llmspec.lock
       llmspec report specs/            the suites' results as text, Markdown, JSON or JUnit
       llmspec lock diff --git HEAD~1   what changed in the lock, for an auditor
+      llmspec deploy status specs/     what runs on Ray Serve, from which lock
+      llmspec drift specs/             has a remote model changed behind its name?
     """
 
 
-from llmspec.cli import lock_cmds, run_cmds, spec_cmds  # noqa: E402,F401  (registers commands)
+from llmspec.cli import lock_cmds, run_cmds, serve_cmds, spec_cmds  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -13,30 +13,75 @@ from llmspec.errors import Diagnostic, LlmspecError, Loc, render
 
 def compile_path(path: str, limit: int | None = None) -> tuple[Any, Any, Any]:
     """Load, resolve and compile; the hash cache keeps weight hashing to once per file."""
-    from llmspec.compile import compile_project
-    from llmspec.hashing import HashCache
-    from llmspec.lock import read_lock
     from llmspec.project import load_project
     from llmspec.store import Store
 
     resolved = load_project(path)
     store = Store(resolved.root)
+    return resolved, compile_resolved(resolved, store, limit), store
+
+
+def compile_resolved(resolved: Any, store: Any, limit: int | None = None, served: Any = None):
+    """Compile a resolved project (`served`: fresh probe observations, see llmspec.drift)."""
+    from llmspec.compile import compile_project
+    from llmspec.hashing import HashCache
+    from llmspec.lock import read_lock
+
     cache = HashCache(store.cache_path("hashes.json"))
-    graph = compile_project(resolved, cache, read_lock(resolved.root), limit)
+    graph = compile_project(resolved, cache, read_lock(resolved.root), limit, served)
     try:
         cache.save()
     except OSError:
         pass  # a read-only checkout still plans; it only hashes again next time
-    return resolved, graph, store
+    return graph
 
 
 def plan_for(graph: Any, store: Any, stored: set[str] | None = None) -> Any:
     from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import make_plan
+    from llmspec.targets import effects
 
     root = graph.root
     keys = store.keys() if stored is None else stored
-    return make_plan(graph, read_lock(root), keys, lock_digest(root))
+    return make_plan(graph, read_lock(root), keys, lock_digest(root), effects(graph))
+
+
+def refresh_graph(
+    resolved: Any,
+    graph: Any,
+    store: Any,
+    limit: int | None = None,
+    models: set[str] | None = None,
+    keep: bool = False,
+) -> tuple[Any, dict, dict]:
+    """Run the live probes and compile again with what they observed: (graph, outcomes,
+    probed). With `keep`, successful probes are stored (apply) and returned as `probed`
+    (job id -> (output digest, output)); failed ones are left for apply to run again."""
+    from llmspec.drift import observed, probe, probe_jobs
+
+    jobs = probe_jobs(graph, models)
+    if not jobs:
+        return graph, {}, {}
+    outcomes = probe(jobs)
+    probed = {}
+    if keep:
+        for job_id, o in outcomes.items():
+            if o.status == "done":
+                job = graph.jobs[job_id]
+                put = store.put(
+                    job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds}
+                )
+                probed[job_id] = (put.digest, o.output)
+    fresh = observed(graph, outcomes)
+    if fresh:
+        graph = compile_resolved(resolved, store, limit, fresh)
+    return graph, outcomes, probed
+
+
+def _probe_notes(outcomes: dict) -> None:
+    for job_id, o in outcomes.items():
+        if o.status != "done":
+            click.echo(f"note: {job_id} could not measure: {o.error}", err=True)
 
 
 @main.command()
@@ -60,17 +105,26 @@ def plan_for(graph: Any, store: Any, stored: set[str] | None = None) -> Any:
     is_flag=True,
     help="Fail (exit 1) when llmspec.lock is out of date with the spec (for CI).",
 )
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Probe remote models first (`<=` jobs) and plan with what they say now: jobs that "
+    "read a model that drifted show as `~`.",
+)
 @handle_errors
-def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool) -> None:
+def plan(
+    path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool, refresh: bool
+) -> None:
     """Show what apply would run, and why.
 
     Each job is marked `+` new, `~` must re-run (with the inputs that changed), `-` no longer
-    in the spec, `*` result missing from this machine's .llmspec/ store, or `<=` a live probe
-    that runs on every apply.
+    in the spec, `*` result missing from this machine's .llmspec/ store (or a deployment that
+    does not run the version the lock records), or `<=` a live probe that runs on every apply.
 
     \b
     Examples:
       llmspec plan specs/
+      llmspec plan specs/ --refresh           # with what remote models say they are now
       llmspec plan specs/ --format markdown > plan.md
       llmspec plan specs/ --out plan.json && llmspec apply specs/ --plan plan.json
       llmspec plan specs/ --locked            # in CI: is the lock current?
@@ -79,7 +133,10 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     from llmspec.lock import LOCK_NAME
     from llmspec.plan import render_markdown, render_text, to_saved
 
-    _, graph, store = compile_path(path)
+    resolved, graph, store = compile_path(path)
+    if refresh:
+        graph, outcomes, _ = refresh_graph(resolved, graph, store)
+        _probe_notes(outcomes)
     the_plan = plan_for(graph, store)
     saved = to_saved(the_plan)
     if out:
@@ -136,6 +193,12 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     metavar="N",
     help="A smoke run over the first N rows of each dataset; llmspec.lock is not written.",
 )
+@click.option(
+    "--lock",
+    "lock_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Roll back: ship the deployments OLD.lock records, from the store, running nothing.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @handle_errors
 def apply(
@@ -145,13 +208,21 @@ def apply(
     quiet: bool,
     only: tuple[str, ...],
     limit: int | None,
+    lock_file: str | None,
 ) -> None:
     """Run what the plan says, store each result as it lands, write llmspec.lock.
 
-    A second apply right after does nothing. An interrupted apply (Ctrl-C, a crash) keeps every
-    finished job; the next apply resumes. Ends with a summary per suite: rows, errors by cause,
+    Live probes (`<=`: the model id, fingerprint and canary answers of remote models) run
+    first; jobs that read a model that drifted run again. A second apply right after does
+    nothing. An interrupted apply (Ctrl-C, a crash) keeps every finished job; the next apply
+    resumes. Deployments that keep running (Ray Serve) are shipped once the lock is written,
+    and removed when they leave the spec. Ends with a summary per suite: rows, errors by cause,
     each metric, each gate. Exit 0 when everything ran and every gate passed, 1 when a job
     failed, 3 when a suite's gate failed, 130 when interrupted.
+
+    With `--lock OLD.lock`, apply rolls back: it ships the deployments OLD.lock records, each
+    from its stored result, and runs nothing; llmspec.lock is not written (it still records
+    the spec), so plan shows them as `*` until the spec and lock are rolled back too.
 
     \b
     Examples:
@@ -159,10 +230,11 @@ def apply(
       llmspec apply specs/ --plan plan.json
       llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
       llmspec apply specs/ --only quality --limit 20   # iterate on one suite, quickly
+      llmspec apply specs/ --lock old.lock     # roll deployments back to what old.lock records
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
     from llmspec.apply import apply_plan, check_saved_plan
-    from llmspec.cli.output import apply_line, failure_diagnostics
+    from llmspec.cli.output import apply_line, deploy_lines, failure_diagnostics
     from llmspec.cli.progress import Progress
     from llmspec.lock import lock_digest
     from llmspec.plan import SavedPlan, render_text
@@ -170,6 +242,14 @@ def apply(
     from llmspec.results import collect_results
     from llmspec.store import RunLock
 
+    if lock_file:
+        if plan_file or only or limit:
+            raise click.UsageError(
+                "--lock rolls back deployments: not with --plan, --only, --limit"
+            )
+        from llmspec.cli.serve_cmds import rollback
+
+        sys.exit(rollback(path, lock_file, quiet))
     resolved, graph, store = compile_path(path, limit)
     targets = _only(graph, only)
     root = graph.root
@@ -181,6 +261,13 @@ def apply(
                 f"{prev.since}) did not finish; resuming",
                 err=True,
             )
+        # Probes first: what they observe is part of the keys of the jobs reading their model.
+        if not plan_file:
+            graph, outcomes, probed = refresh_graph(resolved, graph, store, limit, keep=True)
+        else:
+            outcomes, probed = {}, {}
+        if targets is not None:
+            targets = _only(graph, only) | set(outcomes)
         stored = store.keys()
         the_plan = plan_for(graph, store, stored)
         if targets is not None:
@@ -192,7 +279,11 @@ def apply(
         runner = _runner(runner_name, root)
         try:
             with Progress(graph, the_plan, quiet) as progress:
-                report = apply_plan(the_plan, graph, store, runner, progress, stored, targets)
+                for job_id in probed:
+                    progress("done", job_id, outcomes[job_id])
+                report = apply_plan(
+                    the_plan, graph, store, runner, progress, stored, targets, probed
+                )
         finally:
             runner.close()
     lock = report.lock
@@ -212,6 +303,8 @@ def apply(
     problems = failure_diagnostics(report, graph)
     if problems:
         click.echo(render(problems, allowed_root=root), err=True)
+    for line in deploy_lines(report):
+        click.echo(line)
     click.echo(apply_line(report, failing))
     if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)

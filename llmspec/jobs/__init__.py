@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "summary": "llmspec.jobs.summary:KIND",
     "gate": "llmspec.jobs.gate:KIND",
     "deploy": "llmspec.jobs.deploy:KIND",
+    "drift": "llmspec.jobs.drift:KIND",
 }
 """Kind name -> "module:record", in compile order; imported when first used."""
 
