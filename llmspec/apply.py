@@ -19,6 +19,7 @@ from typing import Any
 
 from llmspec.compile import JobGraph, toolchain
 from llmspec.errors import LlmspecError, Loc
+from llmspec.hashing import digest
 from llmspec.lock import FACT_SECTIONS, Lock, LockedJob, read_lock, write_lock
 from llmspec.plan import Plan, SavedPlan, graph_digest
 from llmspec.runner import Outcome, Runner
@@ -77,15 +78,16 @@ def apply_plan(
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
     stored: set[str] | None = None,
     only: set[str] | None = None,
-    probed: dict[str, tuple[str, Any]] | None = None,
+    probed: dict[str, Outcome] | None = None,
 ) -> ApplyReport:
     """Run the jobs the plan says to run; store each result; write the lock at the end; then
     ship the deployments of stateful targets whose running version is not the one the lock
     records, and remove those that left the spec.
 
     `only` (job ids) restricts the run to those jobs, as Terraform's -target does: every other
-    job keeps its entry in the lock. `probed` (job id -> (output digest, output)) are live
-    probes this apply ran already (before compiling with what they observed): not run again.
+    job keeps its entry in the lock. `probed` (job id -> Outcome) are live probes this apply
+    ran already, before compiling with what they observed (their results stored): not run
+    again.
     A smoke run (`graph.limit`) stores its results but never writes the lock or ships."""
     from llmspec.jobs import kind as record
 
@@ -95,11 +97,16 @@ def apply_plan(
     old_lock = read_lock(root)
     stored = store.keys() if stored is None else stored
     todo = set(plan.to_run)
-    results: dict[str, tuple[str, Any]] = dict(probed or {})  # job id -> (digest, output)
-    report.done += list(probed or {})
+    results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
+    for job_id, o in (probed or {}).items():
+        if o.status == "done":
+            results[job_id] = (digest(o.output), o.output)
+            report.done.append(job_id)
+        else:
+            getattr(report, o.status)[job_id] = o.error or o.status
     jobs = []
     for job in graph.jobs.values():
-        if (only is not None and job.id not in only) or job.id in results:
+        if (only is not None and job.id not in only) or job.id in (probed or {}):
             continue
         always = record(job.kind).cache == "always"
         if job.id in todo or always:

@@ -197,6 +197,14 @@ def compare(
             )
             continue
         moved, notes, rows = _moved(job, lock, store, locked, entry, o.output)
+        if not moved:
+            n = len(o.output["outputs"] or [])
+            same = f"; {n} canary answers as locked" if n and not notes else ""
+            notes.insert(
+                0,
+                f"model id {_q(entry['model'])}, system_fingerprint "
+                f"{_q(entry['system_fingerprint'])}{same}",
+            )
         stale = _stale(graph, recompile, {name: entry}) if moved else []
         results[name] = ModelDrift(
             model=name,

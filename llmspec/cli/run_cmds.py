@@ -53,29 +53,24 @@ def refresh_graph(
     limit: int | None = None,
     models: set[str] | None = None,
     keep: bool = False,
-) -> tuple[Any, dict, dict]:
-    """Run the live probes and compile again with what they observed: (graph, outcomes,
-    probed). With `keep`, successful probes are stored (apply) and returned as `probed`
-    (job id -> (output digest, output)); failed ones are left for apply to run again."""
+) -> tuple[Any, dict]:
+    """Run the live probes and compile again with what they observed: (graph, outcomes).
+    With `keep` (apply), successful probes are stored."""
     from llmspec.drift import observed, probe, probe_jobs
 
     jobs = probe_jobs(graph, models)
     if not jobs:
-        return graph, {}, {}
+        return graph, {}
     outcomes = probe(jobs)
-    probed = {}
     if keep:
         for job_id, o in outcomes.items():
             if o.status == "done":
                 job = graph.jobs[job_id]
-                put = store.put(
-                    job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds}
-                )
-                probed[job_id] = (put.digest, o.output)
+                store.put(job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds})
     fresh = observed(graph, outcomes)
     if fresh:
         graph = compile_resolved(resolved, store, limit, fresh)
-    return graph, outcomes, probed
+    return graph, outcomes
 
 
 def _probe_notes(outcomes: dict) -> None:
@@ -135,7 +130,7 @@ def plan(
 
     resolved, graph, store = compile_path(path)
     if refresh:
-        graph, outcomes, _ = refresh_graph(resolved, graph, store)
+        graph, outcomes = refresh_graph(resolved, graph, store)
         _probe_notes(outcomes)
     the_plan = plan_for(graph, store)
     saved = to_saved(the_plan)
@@ -262,10 +257,9 @@ def apply(
                 err=True,
             )
         # Probes first: what they observe is part of the keys of the jobs reading their model.
+        outcomes: dict[str, Any] = {}
         if not plan_file:
-            graph, outcomes, probed = refresh_graph(resolved, graph, store, limit, keep=True)
-        else:
-            outcomes, probed = {}, {}
+            graph, outcomes = refresh_graph(resolved, graph, store, limit, keep=True)
         if targets is not None:
             targets = _only(graph, only) | set(outcomes)
         stored = store.keys()
@@ -279,10 +273,10 @@ def apply(
         runner = _runner(runner_name, root)
         try:
             with Progress(graph, the_plan, quiet) as progress:
-                for job_id in probed:
-                    progress("done", job_id, outcomes[job_id])
+                for job_id, o in outcomes.items():
+                    progress(o.status, job_id, o)
                 report = apply_plan(
-                    the_plan, graph, store, runner, progress, stored, targets, probed
+                    the_plan, graph, store, runner, progress, stored, targets, outcomes
                 )
         finally:
             runner.close()

@@ -34,6 +34,7 @@ STRUCTURAL = {
     "LlamaCppModel.provider": "the union tag",
     "ExportTarget.kind": "the union tag",
     "HttpTarget.kind": "the union tag",
+    "RayServeTarget.kind": "the union tag",
 }
 """Fields a single-leaf change cannot test: changing them changes which fields exist."""
 
@@ -93,6 +94,7 @@ SPEC: dict[str, Any] = {
             "timeout_s": 30,
             "max_retries": 2,
             "params": {"max_tokens": 40},
+            "drift": {"canaries": "golden", "every": "1d"},
         },
         "echo": {"provider": "echo", "params": {"seed": 1}},
     },
@@ -201,6 +203,26 @@ SPEC: dict[str, Any] = {
         },
         "audit": {"model": "echo", "prompt": "grade"},
         "canary": {"model": "remote", "prompt": "qa2"},
+        "serve": {
+            "model": "local",
+            "prompt": "qa",
+            "retrieve": "docs",
+            "requires": ["answers"],
+            "target": {
+                "kind": "ray_serve",
+                "route": "/support",
+                "port": 8765,
+                "host": "127.0.0.1",
+                "replicas": 1,
+                "max_tokens": 40,
+                "max_body_bytes": 65536,
+                "concurrency": 4,
+                "queue": 16,
+                "api_key": "${env:SERVE_KEY}",
+                "runner": "cluster",
+                "timeout_s": 300,
+            },
+        },
     },
 }
 
@@ -279,6 +301,14 @@ ALTERNATIVES: dict[tuple, list[Any]] = {
     ("schemas", "answer", "properties", "ref", "$ref"): ["schemas/level.json"],
     ("deployments", "prod", "target", "url"): ["http://127.0.0.1:9/other"],
     ("deployments", "stage", "target", "path"): ["build/other.json"],
+    ("models", "remote", "drift", "canaries"): ["dump"],
+    ("models", "remote", "drift", "every"): ["6h"],
+    ("deployments", "serve", "retrieve"): ["notes"],
+    ("deployments", "serve", "model"): ["hub"],
+    ("deployments", "serve", "prompt"): ["pick"],
+    ("deployments", "serve", "requires"): [["answers", "codes"]],
+    ("deployments", "serve", "target", "api_key"): ["${env:OTHER_SERVE_KEY}"],
+    ("deployments", "serve", "target", "host"): ["::1"],
 }
 
 
