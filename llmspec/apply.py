@@ -85,9 +85,9 @@ def apply_plan(
     records, and remove those that left the spec.
 
     `only` (job ids) restricts the run to those jobs, as Terraform's -target does: every other
-    job keeps its entry in the lock. `probed` (job id -> Outcome) are live probes this apply
-    ran already, before compiling with what they observed (their results stored): not run
-    again.
+    job keeps its entry in the lock. `probed` (job id -> Outcome) are the live probes this
+    apply ran already, before compiling with what they observed (their results stored); when
+    it is given, no other probe runs (without it, every probe of the graph runs here).
     A smoke run (`graph.limit`) stores its results but never writes the lock or ships."""
     from llmspec.jobs import kind as record
 
@@ -106,9 +106,11 @@ def apply_plan(
             getattr(report, o.status)[job_id] = o.error or o.status
     jobs = []
     for job in graph.jobs.values():
-        if (only is not None and job.id not in only) or job.id in (probed or {}):
+        if only is not None and job.id not in only:
             continue
         always = record(job.kind).cache == "always"
+        if always and probed is not None:
+            continue  # probed before compiling, or not needed by this apply
         if job.id in todo or always:
             if job.key in stored and not always:
                 report.reused.append(job.id)  # finished by an earlier, interrupted apply

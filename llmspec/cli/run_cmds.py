@@ -73,6 +73,19 @@ def refresh_graph(
     return graph, outcomes
 
 
+def read_models(graph: Any, ids: set[str] | None = None) -> set[str]:
+    """The models that the jobs (of `ids`, or all) read, besides their probes."""
+    from llmspec.jobs import kind
+
+    return {
+        origin[1]
+        for job in graph.jobs.values()
+        if (ids is None or job.id in ids) and kind(job.kind).cache != "always"
+        for origin in job.origin.values()
+        if origin[0] == "models"
+    }
+
+
 def _probe_notes(outcomes: dict) -> None:
     for job_id, o in outcomes.items():
         if o.status != "done":
@@ -257,9 +270,11 @@ def apply(
                 err=True,
             )
         # Probes first: what they observe is part of the keys of the jobs reading their model.
+        # A smoke run and a saved plan keep what the lock recorded.
         outcomes: dict[str, Any] = {}
-        if not plan_file:
-            graph, outcomes = refresh_graph(resolved, graph, store, limit, keep=True)
+        if not plan_file and limit is None:
+            models = read_models(graph, targets)
+            graph, outcomes = refresh_graph(resolved, graph, store, limit, models, keep=True)
         if targets is not None:
             targets = _only(graph, only) | set(outcomes)
         stored = store.keys()
@@ -276,7 +291,14 @@ def apply(
                 for job_id, o in outcomes.items():
                     progress(o.status, job_id, o)
                 report = apply_plan(
-                    the_plan, graph, store, runner, progress, stored, targets, outcomes
+                    the_plan,
+                    graph,
+                    store,
+                    runner,
+                    progress,
+                    stored,
+                    targets,
+                    outcomes if not plan_file else None,
                 )
         finally:
             runner.close()
