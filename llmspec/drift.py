@@ -73,7 +73,10 @@ def probe_jobs(graph: Any, models: set[str] | None = None) -> list[Any]:
     out = []
     for job in graph.jobs.values():
         rec = kind(job.kind)
-        if rec.cache == "always" and (models is None or rec.lock_name(job) in models):
+        if rec.cache != "always":
+            continue
+        name = rec.lock_name(job) if rec.lock_name is not None else None
+        if models is None or name is None or name in models:
             out.append(job)
     return out
 
@@ -233,7 +236,8 @@ def compare(
         if statuses & {"could not measure", "no baseline"}
         else "no drift"
     )
-    stale = sorted({j for m in models for j in m.stale})
+    order = {j: i for i, j in enumerate(graph.jobs)}
+    stale = sorted({j for m in models for j in m.stale}, key=order.__getitem__)
     return DriftReport(project=graph.project, status=status, models=models, stale=stale)
 
 
@@ -271,7 +275,7 @@ def with_local_models(report: DriftReport, graph: Any, lock: Any) -> DriftReport
             ModelDrift(
                 model=name,
                 status="drift",
-                stale=sorted(stale),
+                stale=[j for j in graph.jobs if j in stale],
                 moved=[
                     f"weights changed: {', '.join(files[:3])}" + (" ..." if len(files) > 3 else "")
                 ],
@@ -280,7 +284,7 @@ def with_local_models(report: DriftReport, graph: Any, lock: Any) -> DriftReport
     if len(models) == len(report.models):
         return report
     models.sort(key=lambda m: m.model)
-    stale_all = sorted({j for m in models for j in m.stale})
+    stale_all = [j for j in graph.jobs if any(j in m.stale for m in models)]
     return report.model_copy(update={"models": models, "status": "drift", "stale": stale_all})
 
 
@@ -306,8 +310,8 @@ def _moved(job: Any, lock: Any, store: Any, locked: dict, entry: dict, output: d
 
 def _locked_outputs(job: Any, lock: Any, store: Any) -> list[str] | None:
     """The canary answers the lock recorded, where the store still holds that probe."""
-    entry = lock.jobs.get(job.id)
-    s = store.get(job.key) if entry is not None else None
+    entry = lock.jobs.get(job.id)  # by the key it had then: its inputs hold the lock's record
+    s = store.get(entry.key) if entry is not None else None
     if s is None or s.digest != entry.output:
         return None
     return s.output.get("outputs")
@@ -317,11 +321,11 @@ def _stale(graph: Any, recompile: Any, served: dict[str, Any]) -> list[str]:
     from llmspec.jobs import kind
 
     moved = recompile(served)
-    return sorted(
+    return [  # in dependency order: the jobs reading the model first
         j
         for j, job in moved.jobs.items()
         if j in graph.jobs and graph.jobs[j].key != job.key and kind(job.kind).cache != "always"
-    )
+    ]
 
 
 def _q(value: Any) -> str:

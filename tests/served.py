@@ -108,7 +108,8 @@ def call(
     raw: bytes | None = None,
     timeout: float = 60,
 ) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, JSON body) of one request."""
+    """(status, headers, body) of one request: the body as JSON, or as text when it is not
+    (Serve's own 404 for an unknown route is text)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
     req.add_header("Content-Type", "application/json")
@@ -116,6 +117,13 @@ def call(
         req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read())
+            return resp.status, dict(resp.headers), _parse(resp.read())
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), json.loads(e.read() or b"null")
+        return e.code, dict(e.headers), _parse(e.read())
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        return json.loads(data or b"null")
+    except ValueError:
+        return data.decode("utf-8", "replace")

@@ -39,7 +39,7 @@ def test_version_and_help() -> None:
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0 and "validate" in top.output and "Examples:" in top.output
     for cmd in ("validate", "schema", "tiny-model", "plan", "apply", "graph", "report",
-                "lock diff"):  # fmt: skip
+                "lock diff", "deploy status", "deploy export", "destroy", "drift"):  # fmt: skip
         sub = runner.invoke(main, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
 
