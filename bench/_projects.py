@@ -27,20 +27,29 @@ HEAVY = ("ray", "torch", "transformers", "guidance", "llguidance", "sentence_tra
 # -- projects ---------------------------------------------------------------------------------
 
 
+_built_tiny: list[Path] = []  # a tiny model this process built, copied into later copies
+
+
 def copy_example(dest: Path, with_lock: bool = False) -> Path:
-    """specs/ copied to `dest` with its tiny model (built into the copy if specs/ lacks it),
-    without .llmspec/ and build/; with its committed llmspec.lock only if `with_lock`."""
+    """specs/ copied to `dest` with its tiny model (built into the copy if specs/ lacks it, once
+    per process), without .llmspec/ and build/; with its committed llmspec.lock only if
+    `with_lock`."""
     if dest.exists():
         shutil.rmtree(dest)
     skip = [".llmspec", "build"] + ([] if with_lock else ["llmspec.lock"])
     shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns(*skip))
     tiny = dest / "models" / "tiny"
     if not (tiny / "model.safetensors").exists():
-        subprocess.run(
-            [LLMSPEC, "tiny-model", str(tiny), "--seed", "7"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        built = [t for t in _built_tiny if (t / "model.safetensors").exists()]
+        if built:
+            shutil.copytree(built[0], tiny, dirs_exist_ok=True)
+        else:
+            subprocess.run(
+                [LLMSPEC, "tiny-model", str(tiny), "--seed", "7"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            _built_tiny.append(tiny)
     return dest
 
 
@@ -143,7 +152,7 @@ deployments:
 
 def write_shard_project(dest: Path, rows: int, metric: str = "exact_match") -> Path:
     """One echo model over a dataset of `rows` rows in one-row shards: `rows` generate jobs,
-    then one score job and one gate job."""
+    then the jobs that score them and check the gate."""
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "data").mkdir(parents=True)
@@ -258,9 +267,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 class Timers:
     """Seconds and calls of wrapped functions. A call made inside another wrapped function is
     labelled `name (in outer)`, so that `Store.get (in update_lock)` and `Store.get (in runner)`
-    are told apart. Functions that do not exist (the code moved) are skipped, and listed."""
+    are told apart. A name that does not exist (the code moved) raises `LookupError`, so a
+    benchmark fails rather than print a breakdown with a part silently missing; with
+    `strict=False` such names are skipped and listed in `missing`."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.stack: list[str] = []
@@ -312,6 +324,9 @@ class Timers:
                 self.missing.append(item)
                 continue
             self.wrap(owner, attr, path)
+        if self.missing and self.strict:
+            self.restore()
+            raise LookupError(f"not found (the code moved?): {', '.join(self.missing)}")
 
     def restore(self) -> None:
         for owner, attr, fn in reversed(self.undo):

@@ -115,19 +115,29 @@ def compile_graph(project: Path) -> Any:
     return compile_project(load_project(project))
 
 
-def start_ray(num_cpus: int = 2) -> float:
-    """An embedded Ray sized like this machine; returns the seconds ray.init took."""
-    import ray
+def generate_jobs(graph: Any) -> list[Any]:
+    """The graph's generate jobs in row order."""
+    jobs = (j for j in graph.jobs.values() if j.kind == "generate")
+    return sorted(jobs, key=lambda j: j.inputs["rows"]["range"][0])
 
+
+def model_settings(job: Any) -> dict[str, Any]:
+    """What a generate job builds its provider from (`llmspec.providers.load_provider`): the
+    model's keyed settings merged with their machine-local part (where the weights are)."""
+    return job.inputs["model"] | job.local["model"]
+
+
+def start_ray(num_cpus: int = 2) -> float:
+    """An embedded Ray sized like this machine, started the way `RayRunner` starts its own
+    (a new local instance, loopback only, no dashboard, a bounded object store); returns the
+    seconds that took. Runners made afterwards reuse it and leave it running: stop it with
+    `ray.shutdown()`."""
+    from llmspec.runner.profile import RunnerProfile
+    from llmspec.runner.ray import RayRunner
+
+    profile = RunnerProfile(num_cpus=num_cpus, object_store_memory=96 * 1024 * 1024)
     t0 = time.perf_counter()
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        object_store_memory=96 * 1024 * 1024,
-        log_to_driver=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
+    RayRunner(profile).start()
     return time.perf_counter() - t0
 
 
@@ -188,10 +198,9 @@ def stored_rows(project: Path, graph: Any) -> dict[int, dict]:
 
     store = Store(project)
     out = {}
-    for job in graph.jobs.values():
-        if job.kind == "generate":
-            for r in store.get(job.key).output["rows"]:
-                out[r["row"]] = r
+    for job in generate_jobs(graph):
+        for r in store.get(job.key).output["rows"]:
+            out[r["row"]] = r
     return out
 
 

@@ -9,11 +9,12 @@ time (monitoring off, so its background thread does not share the CPU). Same ran
 separators; guidance samples from numpy's global RNG, seeded per row. A random-weight model can
 cut UTF-8 inside guidance, which then raises UnicodeDecodeError: counted as an error row.
 
-    .venv/bin/python bench/batching.py [--rows 32] [--batch 16] [--threads 1]
+    .venv/bin/python bench/batching.py [--rows 32] [--batch 16] [--threads 1] [--smoke]
 
 Ours runs ``--repeats`` times (median), guidance once over all rows, split into as many parts
 and interleaved with our runs, so both see the same load on a shared machine. Wall and process
-CPU time are both shown. Goal: ours >= 5x guidance's rows/s.
+CPU time are both shown. Goal: ours >= 5x guidance's rows/s. `--smoke` (4 rows, batch 4, 64
+tokens, 1 repeat) checks in seconds that the benchmark runs; its figures mean little.
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ def main() -> None:
         help="ours: runs (median); guidance: once, in as many parts",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--smoke", action="store_true", help="4 rows, batch 4, 64 tokens, 1 repeat")
     args = ap.parse_args()
+    if args.smoke:
+        args.rows, args.batch, args.max_tokens, args.repeats = 4, 4, 64, 1
 
     import guidance
     import jsonschema
@@ -88,7 +92,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmspec.providers.constrained import engine_version, generate_batch
+    from llmspec.constraints import Constraint, engine_version
+    from llmspec.providers.transformers.decode import generate_batch
     from llmspec.tinymodel import build_tiny_model
 
     torch.set_num_threads(args.threads)
@@ -117,7 +122,7 @@ def main() -> None:
                 model,
                 tokenizer,
                 [p for p, _ in chunk],
-                [{"json_schema": s} for _, s in chunk],
+                [Constraint("json_schema", s) for _, s in chunk],
                 max_tokens=args.max_tokens,
                 temperature=args.temperature,
                 seeds=list(range(start, start + len(chunk))),

@@ -1,14 +1,16 @@
 """How fast `llmspec plan` is, as a whole process in a fresh interpreter.
 
-    .venv/bin/python bench/plan_speed.py [--quick] [--reps N]
+    .venv/bin/python bench/plan_speed.py [--quick | --smoke] [--reps N]
 
 Projects (all written to a temporary folder; the repository is not touched):
 
 - example: a copy of specs/ with its tiny model (built into the copy when specs/models/tiny is
-  missing), 11 jobs;
+  missing);
 - grid: 10 echo models (different params) x 10 prompts x 10 JSONL datasets (20 rows, one shard
-  each), one suite per (prompt, dataset) running every model: 1,000 generate jobs (+1,000
-  score, +100 gate). `--quick`: 5 x 5 x 4 = 100 generate jobs.
+  each), one suite per (prompt, dataset) running every model: 1,000 generate jobs, plus the
+  score, summary and gate jobs over them (3,100 jobs in all at the time of writing).
+  `--quick`: 5 x 5 x 4 = 100 generate jobs. `--smoke`: 2 x 2 x 2, 1 round (a few seconds; it
+  checks that the benchmark runs, its figures mean little).
 
 Part 1 times whole processes side by side, in interleaved rounds (every case once per round), so
 the noise of a shared machine falls on all of them alike; it prints medians and ratios to
@@ -103,11 +105,13 @@ def staged(project: Path, cold: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="100 generate jobs, 3 rounds")
-    ap.add_argument("--reps", type=int, default=None, help="rounds (default 7, quick 3)")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="100 generate jobs, 3 rounds")
+    size.add_argument("--smoke", action="store_true", help="8 generate jobs, 1 round: does it run")
+    ap.add_argument("--reps", type=int, default=None, help="rounds (default 7, quick 3, smoke 1)")
     args = ap.parse_args()
-    reps = args.reps or (3 if args.quick else 7)
-    grid_shape = (5, 5, 4) if args.quick else (10, 10, 10)
+    reps = args.reps or (1 if args.smoke else 3 if args.quick else 7)
+    grid_shape = (2, 2, 2) if args.smoke else (5, 5, 4) if args.quick else (10, 10, 10)
 
     with tempfile.TemporaryDirectory(prefix="llmspec-bench-") as tmp:
         tmp = Path(tmp)

@@ -10,9 +10,10 @@ and the same requests on every side:
   1 thread), timed inside it. The requests are the ones the generate job builds (recorded once
   from `run_job`), so only decoding is timed. This is the baseline.
 - **direct, this process**: the same loop in this (driver) process, where Ray is initialised.
-- **direct, Ray actor**: the same loop in a plain Ray actor of this script's own (1 CPU,
-  torch 1 thread), timed inside the actor: is decoding slower in a Ray worker process (it runs
-  at Ray's worker niceness, beside Ray's own processes), with no llmspec code around it?
+- **direct, Ray actor**: the same loop in a plain Ray actor of this script's own (0.5 CPU, so
+  that with the runner's replica the actors never claim both CPUs; torch 1 thread), timed
+  inside the actor: is decoding slower in a Ray worker process (it runs at Ray's worker
+  niceness, beside Ray's own processes), with no llmspec code around it?
 - **apply, inline runner**: `apply_plan` on a fresh store (and no lock) with `InlineRunner`
   reusing the same loaded provider: adds the score job, the store, the run log and the lock.
 - **apply, Ray runner**: `apply_plan` on a fresh store with one `RayRunner` kept for the whole
@@ -24,7 +25,13 @@ and the same requests on every side:
 Cases are interleaved (each once per round, the order rotating), medians over rounds. The
 breakdown splits the Ray apply by job timestamps (driver) and the actor's own timings.
 
-    .venv/bin/python bench/ray_orchestration.py [--quick] [--rows 128] [--rounds 4]
+    .venv/bin/python bench/ray_orchestration.py [--quick | --smoke] [--rows 128] [--rounds 4]
+
+`--smoke` (16 rows in 2 shards of 8, 24 tokens, 1 round) checks that the benchmark runs; its
+figures mean little. To save time it loads the plain process's and its own actor's models
+while Ray starts and the cold apply runs, so its one-off costs are not apart either, and it
+runs Ray's workers at niceness 0 (unless --worker-niceness says otherwise), so that a busy
+machine does not starve them.
 
 Goal: the Ray apply adds under 5% over direct once the model is loaded.
 """
@@ -45,8 +52,10 @@ from _tiny import (
     build_model,
     compile_graph,
     fresh_apply,
+    generate_jobs,
     load_avg,
     med,
+    model_settings,
     rng,
     rounds,
     start_ray,
@@ -58,7 +67,9 @@ from _tiny import (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="64 rows, 3 rounds")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="64 rows, 3 rounds")
+    size.add_argument("--smoke", action="store_true", help="16 rows, 24 tokens, 1 round")
     ap.add_argument("--rows", type=int, default=128)
     ap.add_argument("--shard-rows", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=4)
@@ -72,6 +83,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.rows, args.rounds = 64, 3
+    if args.smoke:
+        args.rows, args.shard_rows, args.rounds, args.max_tokens = 16, 8, 1, 24
+        if args.worker_niceness is None:  # not starved by the rest of a busy machine
+            args.worker_niceness = 0
     t_all = time.perf_counter()
     if args.worker_niceness is not None:
         import os
@@ -94,16 +109,14 @@ def main() -> None:
             tmp / "p", model, args.rows, args.shard_rows, max_tokens=args.max_tokens
         )
         graph = compile_graph(project)
-        gen_jobs = sorted(
-            (j for j in graph.jobs.values() if j.kind == "generate"),
-            key=lambda j: j.params["start"],
-        )
+        gen_jobs = generate_jobs(graph)
+        settings = model_settings(gen_jobs[0])
         n_rows = args.rows
 
         # -- this process: load the model, record the requests, warm up -------------------
-        ctx = JobContext(graph.resolved)
+        ctx = JobContext()
         t0 = time.perf_counter()
-        provider = ctx.provider("tiny")
+        provider = ctx.provider(settings)  # the instance run_job finds for these settings
         load_s = time.perf_counter() - t0
         recorded: list[list] = []
         real_generate = provider.generate
@@ -115,20 +128,27 @@ def main() -> None:
         provider.generate = recording
         t0 = time.perf_counter()
         for job in gen_jobs:
-            run_job(job, Deps({}), ctx)
+            run_job(job, Deps.of({}), ctx)
         first_pass_s = time.perf_counter() - t0
         provider.generate = real_generate
 
         # -- a plain process (no Ray in it) with its own model, serving the same loop ------
         with open(tmp / "requests.pickle", "wb") as fh:
-            pickle.dump((graph.resolved.spec.models["tiny"], str(project), recorded), fh)
+            pickle.dump((settings, recorded), fh)
         plain = subprocess.Popen(
             [sys.executable, "-c", PLAIN, str(tmp / "requests.pickle")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert plain.stdout.readline().strip() == "ready"  # loaded and warmed up
+
+        def plain_ready() -> None:
+            assert plain.stdout.readline().strip() == "ready"  # loaded and warmed up
+
+        # `--smoke` lets the plain process and our own actor load their models while Ray
+        # starts and the cold apply runs (it has no figures to keep apart, only a time limit)
+        if not args.smoke:
+            plain_ready()
 
         # -- Ray: start once, then a cold apply (actor start, model load) -----------------
         t0 = time.perf_counter()
@@ -139,20 +159,22 @@ def main() -> None:
         import_ray_s = time.perf_counter() - t0
         ray_init_s = start_ray(2)
         ray_runner = RayRunner(RunnerProfile())
+        # the same decoding loop in a plain Ray actor of our own (not llmspec's worker): how
+        # much a Ray worker process decodes slower than this one, with no llmspec around it
+        direct_actor = ray.remote(num_cpus=0.5)(DirectActor)
+        actor = direct_actor.remote(settings, recorded) if args.smoke else None
         cold = fresh_apply(project, graph, ray_runner)
-        worker = ray_runner.pools["tiny"][0]
+        worker = ray_runner.pools["model:tiny"][0]
         worker_pid = ray.get(worker.pid.remote())
         restarts = []
         first_gen = min(cold.generate_ids(), key=lambda j: cold.starts[j])
         cold_first_job = cold.ends[first_gen] - cold.starts[first_gen]
         cold_first_exec = cold.outcomes[first_gen].seconds
 
-        # the same decoding loop in a plain Ray actor of our own (not llmspec's worker): how
-        # much a Ray worker process decodes slower than this one, with no llmspec around it
-        actor = ray.remote(num_cpus=1)(DirectActor).remote(
-            graph.resolved.spec.models["tiny"], str(project), recorded
-        )
+        actor = actor or direct_actor.remote(settings, recorded)
         ray.get(actor.run.remote())  # warm-up: model, llg tokenizer, grammars
+        if args.smoke:
+            plain_ready()
         cpu: dict[str, list[float]] = {"direct": [], "direct in actor": [], "plain": []}
 
         inline_runner = InlineRunner()
@@ -169,7 +191,7 @@ def main() -> None:
             cpu["direct"].append(time.process_time() - c)  # with Ray's threads in this process
             for job, res in zip(gen_jobs, outs, strict=True):
                 for i, r in enumerate(res):
-                    direct_texts[job.params["start"] + i] = r.text
+                    direct_texts[job.inputs["rows"]["range"][0] + i] = r.text
             return dt
 
         def direct_in_actor() -> float:
@@ -285,7 +307,7 @@ def main() -> None:
     )
 
     gen_s = statistics.median(
-        sum(a.outcomes[j].meta.get("seconds", 0.0) for j in a.generate_ids()) for a in ray_applied
+        sum(a.outcomes[j].meta["provider_seconds"] for j in a.generate_ids()) for a in ray_applied
     )
     print(
         f"Ray apply wall over the decoding inside its own jobs: {100 * (ray_m / gen_s - 1):+.1f}%"
@@ -319,9 +341,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 torch.set_num_threads(1)
-from llmspec.providers.hf import TransformersProvider
-spec, root, recorded = pickle.load(open(sys.argv[1], "rb"))
-provider = TransformersProvider(spec, root)
+from llmspec.providers import load_provider
+settings, recorded = pickle.load(open(sys.argv[1], "rb"))
+provider = load_provider(settings)
 for reqs in recorded:
     provider.generate(reqs)
 assert "ray" not in sys.modules
@@ -344,13 +366,13 @@ def _nice(pid: int) -> str:
 class DirectActor:
     """provider.generate over the recorded requests, timed inside a Ray worker process."""
 
-    def __init__(self, spec, root: str, recorded: list) -> None:
+    def __init__(self, settings: dict, recorded: list) -> None:
         import torch
 
-        from llmspec.providers.hf import TransformersProvider
+        from llmspec.providers import load_provider
 
         torch.set_num_threads(1)
-        self.provider = TransformersProvider(spec, root)
+        self.provider = load_provider(settings)
         self.recorded = recorded
 
     def run(self) -> tuple[float, float]:
@@ -369,7 +391,7 @@ def breakdown(applied: list) -> list[tuple[str, float]]:
 
     for a in applied:
         gens = a.generate_ids()
-        provider = sum(a.outcomes[j].meta.get("seconds", 0.0) for j in gens)
+        provider = sum(a.outcomes[j].meta["provider_seconds"] for j in gens)
         execute = sum(a.outcomes[j].seconds for j in gens)
         trip = sum(a.ends[j] - a.starts[j] for j in gens)
         ordered = sorted(a.starts, key=a.starts.get)
@@ -386,7 +408,7 @@ def breakdown(applied: list) -> list[tuple[str, float]]:
         add("rest of the generate job (templating, re-validation)", execute - provider)
         add("generate: start -> outcome, less the job (trip + store.put)", trip - execute)
         add("outcome of one job -> start of the next (driver loop)", gaps)
-        add("score job, start -> outcome", other)
+        add("the other jobs (score, summary, gate), start -> outcome", other)
         add("apply start -> first job (store pre-pass, pools)", first)
         add("last outcome -> apply end (lock)", last)
         add("apply wall", a.wall)

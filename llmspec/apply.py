@@ -40,6 +40,7 @@ class ApplyReport:
     shipped: dict[str, str] = field(default_factory=dict)  # deployment -> where it runs now
     destroyed: list[str] = field(default_factory=list)  # deployments removed (not in the spec)
     ship_failed: dict[str, str] = field(default_factory=dict)  # deployment -> why
+    log_path: Path | None = None  # this apply's run log, .llmspec/runs/<time>-<pid>.jsonl
 
     @property
     def ok(self) -> bool:
@@ -70,6 +71,37 @@ def check_saved_plan(saved: SavedPlan, graph: JobGraph, lock_digest: str, where:
         )
 
 
+def jobs_to_run(
+    plan: Plan,
+    graph: JobGraph,
+    stored: set[str],
+    only: set[str] | None = None,
+    probed: bool = False,
+) -> tuple[list[Any], list[str]]:
+    """The jobs an apply of `plan` runs, in dependency order, and the ids of those it takes
+    from the store instead (finished by an earlier, interrupted apply); `only` (job ids)
+    restricts both. `probed`: the live probes ran already, before compiling (or this apply
+    needs none), so no job of cache policy `always` is among them."""
+    from llmspec.jobs import kind as record
+
+    todo = set(plan.to_run)
+    jobs, reused = [], []
+    for job in graph.jobs.values():
+        if only is not None and job.id not in only:
+            continue
+        always = record(job.kind).cache == "always"
+        if always and probed:
+            continue
+        if job.id in todo or always:
+            if job.key in stored and not always:
+                reused.append(job.id)
+            else:
+                jobs.append(job)
+        elif job.key not in stored:
+            jobs.append(job)  # the plan counted on a result this store does not have
+    return jobs, reused
+
+
 def apply_plan(
     plan: Plan,
     graph: JobGraph,
@@ -79,6 +111,7 @@ def apply_plan(
     stored: set[str] | None = None,
     only: set[str] | None = None,
     probed: dict[str, Outcome] | None = None,
+    old_lock: Lock | None | str = "read",
 ) -> ApplyReport:
     """Run the jobs the plan says to run; store each result; write the lock at the end; then
     ship the deployments of stateful targets whose running version is not the one the lock
@@ -88,15 +121,15 @@ def apply_plan(
     job keeps its entry in the lock. `probed` (job id -> Outcome) are the live probes this
     apply ran already, before compiling with what they observed (their results stored); when
     it is given, no other probe runs (without it, every probe of the graph runs here).
-    A smoke run (`graph.limit`) stores its results but never writes the lock or ships."""
-    from llmspec.jobs import kind as record
-
+    A smoke run (`graph.limit`) stores its results but never writes the lock or ships.
+    `stored` and `old_lock` (the store's keys, the lock the plan was made against) are read
+    here unless the caller read them already."""
     root = graph.root
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
-    old_lock = read_lock(root)
+    if isinstance(old_lock, str):
+        old_lock = read_lock(root)
     stored = store.keys() if stored is None else stored
-    todo = set(plan.to_run)
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
     for job_id, o in (probed or {}).items():
         if o.status == "done":
@@ -104,27 +137,17 @@ def apply_plan(
             report.done.append(job_id)
         else:
             getattr(report, o.status)[job_id] = o.error or o.status
-    jobs = []
-    for job in graph.jobs.values():
-        if only is not None and job.id not in only:
-            continue
-        always = record(job.kind).cache == "always"
-        if always and probed is not None:
-            continue  # probed before compiling, or not needed by this apply
-        if job.id in todo or always:
-            if job.key in stored and not always:
-                report.reused.append(job.id)  # finished by an earlier, interrupted apply
-                emit("reused", job.id, None)
-            else:
-                jobs.append(job)
-        elif job.key not in stored:
-            jobs.append(job)  # the plan counted on a result this store does not have
+    jobs, reused = jobs_to_run(plan, graph, stored, only, probed is not None)
+    for job_id in reused:
+        report.reused.append(job_id)  # finished by an earlier, interrupted apply
+        emit("reused", job_id, None)
     for change in plan.changes:
         if only is not None and change.job_id not in only:
             continue
         if change.cached and change.job_id not in report.reused:
             report.reused.append(change.job_id)  # the store holds it already (a revert)
     log = RunLog(store.root / "runs")
+    report.log_path = log.path
 
     def output_of(job_id: str) -> tuple[Any, dict]:
         s = store.get(graph.jobs[job_id].key)
@@ -163,16 +186,27 @@ def apply_plan(
         )
         emit(o.status, job.id, o)
 
+    from llmspec.runner.interrupts import graceful_interrupts
+
+    failed = False
     try:
         if jobs:
-            runner.run(graph, jobs, output_of, on_start, on_outcome)
+            with graceful_interrupts():
+                runner.run(graph, jobs, output_of, on_start, on_outcome)
     except KeyboardInterrupt:
         report.interrupted = True
         log.write({"event": "interrupted"})
+    except BaseException:
+        failed = True  # refused (say, an unreachable cluster) or broken: re-raised below
+        raise
     finally:
-        report.lock = update_lock(old_lock, graph, store, results, only)
-        if graph.limit is None:
-            report.lock_written = write_lock(root, report.lock)
+        if (report.interrupted or failed) and not results and not report.failed:
+            report.lock = old_lock  # nothing finished: the lock says what it said before
+        else:
+            report.lock = update_lock(old_lock, graph, store, results, only)
+            # a smoke run never writes the lock; the same lock as before is not even rendered
+            if graph.limit is None and report.lock != old_lock:
+                report.lock_written = write_lock(root, report.lock)
         log.close()
     if graph.limit is None and not report.interrupted:
         reconcile(graph, store, report, only)
@@ -221,6 +255,7 @@ def update_lock(
 
     `results` (job id -> (output digest, output)) are the outputs of this apply; the store is
     read only for jobs finished earlier that the old lock does not record."""
+    from llmspec.hashing import digest as digest_of
     from llmspec.jobs import kind as record
 
     results = dict(results or {})
@@ -229,7 +264,9 @@ def update_lock(
     for job in graph.jobs.values():
         rec = record(job.kind)
         prev = old.jobs.get(job.id) if old else None
-        entry = None
+        section = rec.lock_section if rec.lock_name and rec.lock_entry else None
+        name = rec.lock_name(job) if section else None
+        old_value = old.section(section).get(name) if section and old is not None else None
         output: Any = None
         if job.id in results:
             digest, output = results[job.id]
@@ -240,31 +277,30 @@ def update_lock(
         else:
             s = store.get(job.key)
             digest, output = (s.digest, s.output) if s is not None else (None, None)
-        if digest is not None:
-            entry = LockedJob(kind=job.kind, key=job.key, inputs=job.lock_inputs(), output=digest)
-        elif prev is not None:
-            jobs[job.id] = prev  # not run: its old entry stays, with its old results
-            if rec.lock_section and rec.lock_name and old is not None:
-                name = rec.lock_name(job)
-                if name in old.section(rec.lock_section):
-                    sections.setdefault(rec.lock_section, {})[name] = old.section(rec.lock_section)[
-                        name
-                    ]
+        if digest is None:
+            if prev is not None:  # not run: its old entry stays, with its old results
+                jobs[job.id] = prev
+                if section and old_value is not None:
+                    sections.setdefault(section, {})[name] = old_value
             continue
-        else:
-            continue
-        jobs[job.id] = entry
-        if rec.lock_section and rec.lock_name and rec.lock_entry:
-            name = rec.lock_name(job)
-            if output is None and old is not None and prev is not None and prev.key == job.key:
-                value = old.section(rec.lock_section).get(name)
-                if value is None:
-                    s = store.get(job.key)
-                    value = rec.lock_entry(job, s.output) if s is not None else None
+        value = None
+        if section:
+            if output is not None:
+                value = rec.lock_entry(job, output)
+            elif old_value is not None:
+                value = old_value
             else:
-                value = rec.lock_entry(job, output) if output is not None else None
+                s = store.get(job.key)
+                value = rec.lock_entry(job, s.output) if s is not None else None
             if value is not None:
-                sections.setdefault(rec.lock_section, {})[name] = value
+                sections.setdefault(section, {})[name] = value
+        jobs[job.id] = LockedJob(
+            kind=job.kind,
+            key=job.key,
+            inputs=job.lock_inputs(),
+            output=digest,
+            entry=digest_of(value) if value is not None else None,
+        )
     facts = _facts(old, graph, jobs)
     facts["models"] = _with_observed(facts["models"], graph, store, jobs, old)
     return Lock(
@@ -311,8 +347,8 @@ def _with_observed(
         if job.kind != "generate" or origin is None:
             continue
         name = origin[1]
-        if name not in models or PROVIDERS[models[name]["provider"]].local:
-            continue
+        if name not in models or not PROVIDERS[models[name]["provider"]].capabilities.remote:
+            continue  # only a server reports what it is (echo and local weights do not)
         if job.id not in jobs or jobs[job.id].key != job.key:
             continue
         s = store.get(job.key)

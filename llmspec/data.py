@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import os
 import re
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -379,6 +381,111 @@ def common_columns(rows: Iterator[dict[str, Any]], limit: int = 100_000) -> tupl
         if n >= limit:
             break
     return cols or set(), n
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over a dataset file finds: everything resolve (columns, row count), the
+    facts (file and row digests) and the generate jobs (where each JSONL row starts) need, so
+    that the file is read and parsed once per content (`HashCache.dataset` keeps it).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
+    >>> _ = p.write_text('{"q": "one", "a": 1}\\n\\n{"q": "two"}\\n')
+    >>> s = scan_dataset(p, "jsonl")
+    >>> len(s.rows), s.columns, s.offsets, s.size
+    (2, ['q'], [0, 22], 35)
+    """
+
+    file: str  # digest of the file's bytes
+    rows: list[str]  # digest of each row
+    columns: list[str]  # the columns every row has, sorted
+    offsets: list[int] | None  # JSONL: the byte where each row starts
+    size: int  # bytes read
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": 1, "file": self.file, "rows": self.rows, "columns": self.columns,
+                "offsets": self.offsets, "size": self.size}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Any) -> Scan | None:
+        if not isinstance(data, dict) or data.get("v") != 1:
+            return None
+        try:
+            return cls(data["file"], data["rows"], data["columns"], data["offsets"], data["size"])
+        except KeyError:
+            return None
+
+    def byte_range(self, start: int, end: int) -> tuple[int, int] | None:
+        """Where rows `start:end` of a JSONL file lie, in bytes."""
+        if self.offsets is None:
+            return None
+        first = self.offsets[start] if start < len(self.offsets) else self.size
+        last = self.offsets[end] if end < len(self.offsets) else self.size
+        return first, last
+
+
+def scan_dataset(path: Path, fmt: str, shown: str | None = None) -> Scan:
+    """Read a dataset file once: its digest, each row's digest, the columns of every row and,
+    for JSONL, each row's offset; raise `LlmspecError` at a bad line as `read_rows` does."""
+    from llmspec.hashing import digest
+
+    shown = shown or path.as_posix()
+    h = hashlib.sha256()
+    rows: list[str] = []
+    columns: set[str] | None = None
+    offsets: list[int] = []
+    size = 0
+
+    def add(row: dict[str, Any]) -> None:
+        nonlocal columns
+        rows.append(digest(row))
+        columns = set(row) if columns is None else columns & set(row)
+
+    try:
+        if fmt == "jsonl":
+            with open_dataset(path, shown) as fh:
+                for n, line in _lines(fh, shown):
+                    h.update(line)
+                    if line.strip():
+                        offsets.append(size)
+                        add(parse_jsonl_line(line, Loc(shown, n, 1), first=n == 1))
+                    size += len(line)
+        else:
+            for row in read_rows(path, fmt, shown):
+                add(row)
+            cap = MAX_JSON_DATASET_BYTES if fmt == "json" else MAX_DATASET_BYTES
+            with open_dataset(path, shown, cap) as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+                    size += len(block)
+    except OSError as e:
+        raise LlmspecError.one("E031", f"cannot read dataset: {e.strerror}", Loc(shown)) from None
+    cols = sorted(columns or ())
+    return Scan("sha256:" + h.hexdigest(), rows, cols, offsets if fmt == "jsonl" else None, size)
+
+
+def read_jsonl_bytes(path: Path, first: int, last: int, shown: str | None = None) -> list[Any]:
+    """The rows of a JSONL file between byte `first` and byte `last` (from `Scan.byte_range`):
+    one shard's rows, read without reading the rest of the file."""
+    shown = shown or path.as_posix()
+    rows: list[Any] = []
+    try:
+        with open_dataset(path, shown) as fh:
+            fh.seek(first)
+            pos = first
+            while pos < last:
+                line = fh.readline(MAX_ROW_BYTES + 1)
+                if not line:
+                    break
+                if len(line) > MAX_ROW_BYTES:
+                    raise _too_big(shown, f"the line at byte {pos}", MAX_ROW_BYTES)
+                if line.strip():
+                    rows.append(parse_jsonl_line(line, Loc(shown, 0, 0), first=pos == 0))
+                pos += len(line)
+    except OSError as e:
+        raise LlmspecError.one("E031", f"cannot read dataset: {e.strerror}", Loc(shown)) from None
+    return rows
 
 
 def jsonl_offsets(path: Path, shown: str | None = None) -> list[int]:

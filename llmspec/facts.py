@@ -38,6 +38,7 @@ class Facts:
         self.sections: dict[str, dict[str, Any]] = {s: {} for s in FACT_SECTIONS}
         self.local: dict[tuple[str, str], dict[str, Any]] = {}
         self._shards: dict[str, list[tuple[int, int, str]]] = {}
+        self._scans: dict[str, Any] = {}  # dataset -> data.Scan
 
     def _memo(self, section: str, name: str, make: Any) -> Any:
         if name not in self.sections[section]:
@@ -124,11 +125,9 @@ class Facts:
 
         path = self.root / d.path
         fmt = data.dataset_format(d.path, d.format)
-        file_digest = self.cache.file(path)
-        rows = self.cache.rows(file_digest)
-        if rows is None:  # hashing 100k rows on every plan would be slow: once per file content
-            rows = [digest(r) for r in data.read_rows(path, fmt, shown_path(path))]
-            self.cache.set_rows(file_digest, rows)
+        # resolve read the file once (or found it read before, in the cache): not again here
+        scan = self.rp.scans.get(name) or self.cache.dataset(path, fmt, shown_path(path))
+        rows = scan.rows
         if self.limit is not None:
             rows = rows[: self.limit]
             fact["limit"] = self.limit
@@ -136,9 +135,19 @@ class Facts:
             (i, min(i + d.shard_rows, len(rows)), digest(rows[i : i + d.shard_rows]))
             for i in range(0, len(rows), d.shard_rows)
         ]
+        self._scans[name] = scan
         fact |= {"rows": len(rows), "content": digest(rows), "format": fmt}
-        local = {"path": str(path), "format": fmt, "file": file_digest, "shown": shown_path(path)}
+        local = {"path": str(path), "format": fmt, "file": scan.file, "shown": shown_path(path)}
         return fact, local
+
+    def shard_local(self, name: str, start: int, end: int) -> dict[str, Any]:
+        """A shard's machine-local part: the dataset's, and where its rows lie in a JSONL
+        file, so the job reads just those bytes."""
+        local = dict(self.dataset_local(name))
+        span = self._scans[name].byte_range(start, end) if name in self._scans else None
+        if span is not None:
+            local["bytes"] = list(span)
+        return local
 
     def shards(self, name: str) -> list[tuple[int, int, str | None]]:
         """(start, end, rows digest) per shard; a generated dataset's rows are not known

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,30 @@ def _enc(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json", by_alias=True)
     raise TypeError(f"cannot hash {type(obj).__name__}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds text that is not Unicode (a lone surrogate from a `\\ud800`
+    escape, which JSON allows): such a value cannot be digested or written as UTF-8.
+
+    >>> has_lone_surrogate({"a": ["ok", chr(0xD800)]}), has_lone_surrogate({"a": "é"})
+    (True, False)
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
 
 
 def digest(obj: Any) -> str:
@@ -55,6 +80,7 @@ class HashCache:
     def __init__(self, path: Path | None):
         self.path = path
         self.entries: dict[str, list] = {}
+        self.scans: dict[str, Any] = {}  # file digest -> data.Scan, this process
         self.dirty = False
         if path is not None and path.exists():
             try:
@@ -77,29 +103,66 @@ class HashCache:
         self.dirty = True
         return d
 
-    def _rows_path(self, file_digest: str) -> Path | None:
+    def known(self, p: Path) -> str | None:
+        """The digest of `p` when the cache holds it for the file's current size and mtime."""
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        hit = self.entries.get(str(p.resolve()))
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        return None
+
+    def remember(self, p: Path, st: os.stat_result, d: str) -> None:
+        """Record `d` as the digest of `p` as it was at `st` (computed while reading it)."""
+        self.entries[str(p.resolve())] = [st.st_size, st.st_mtime_ns, d]
+        self.dirty = True
+
+    def _scan_path(self, file_digest: str) -> Path | None:
         if self.path is None:
             return None
         return self.path.parent / "rows" / f"{short(file_digest, 64)}.json"
 
-    def rows(self, file_digest: str) -> list[str] | None:
-        """The row digests of a dataset file, by the file's digest, when cached."""
-        p = self._rows_path(file_digest)
-        if p is None or not p.is_file():
+    def dataset(self, p: Path, fmt: str, shown: str | None = None) -> Any:
+        """A dataset file's `data.Scan` (file and row digests, columns, row offsets): read from
+        the cache when the file is unchanged (by size and mtime, then by content), else by one
+        pass over the file, kept in memory and in `.llmspec/cache/rows/`."""
+        from llmspec import data
+
+        d = self.known(p)
+        if d is not None:
+            if d in self.scans:
+                return self.scans[d]
+            found = self._read_scan(d)
+            if found is not None:
+                self.scans[d] = found
+                return found
+        before = p.stat()
+        scan = data.scan_dataset(p, fmt, shown)
+        after = p.stat()
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+            self.remember(p, after, scan.file)  # the bytes it read are the file's
+        self.scans[scan.file] = scan
+        target = self._scan_path(scan.file)
+        if target is not None:
+            try:
+                write_atomic(target, json.dumps(scan.to_json()).encode(), durable=False)
+            except OSError:
+                pass  # a read-only checkout still plans; it only reads the file again next time
+        return scan
+
+    def _read_scan(self, file_digest: str) -> Any:
+        from llmspec.data import Scan
+
+        target = self._scan_path(file_digest)
+        if target is None or not target.is_file():
             return None
         try:
-            rows = json.loads(p.read_text())
+            scan = Scan.from_json(json.loads(target.read_text()))
         except (ValueError, OSError):
             return None
-        return rows if isinstance(rows, list) else None
-
-    def set_rows(self, file_digest: str, rows: list[str]) -> None:
-        p = self._rows_path(file_digest)
-        if p is not None:
-            try:
-                write_atomic(p, json.dumps(rows).encode(), durable=False)
-            except OSError:
-                pass  # a read-only checkout still plans; it only hashes again next time
+        return scan if scan is not None and scan.file == file_digest else None
 
     def save(self) -> None:
         if self.path is not None and self.dirty:

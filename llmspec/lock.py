@@ -30,6 +30,7 @@ from pydantic import (
 
 from llmspec.errors import LlmspecError, Loc
 from llmspec.fsutil import write_atomic
+from llmspec.hashing import has_lone_surrogate
 
 LOCK_VERSION = 2
 LOCK_NAME = "llmspec.lock"
@@ -48,6 +49,16 @@ class LockedJob(_Frozen):
         description="each input of the job: a short scalar as itself, anything else by digest"
     )
     output: str = Field(description="digest of the job's output")
+    entry: str | None = Field(
+        None, description="digest of what the job recorded in its kind's result section"
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_entry(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("entry") is None:
+            data.pop("entry", None)
+        return data
 
 
 class Lock(_Frozen):
@@ -104,6 +115,10 @@ def render_lock(lock: Lock) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+_HIGH, _LOW = r"\\u[dD][89abAB][0-9a-fA-F]{2}", r"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE = re.compile(f"{_HIGH}(?!{_LOW})|(?<!{_HIGH}){_LOW}")
+
+
 def parse_lock(text: str | bytes, where: str) -> Lock:
     """The lock in `text` (read from `where`); raises E084 at a merge conflict's first line,
     E080 at the spot where it is damaged."""
@@ -115,6 +130,16 @@ def parse_lock(text: str | bytes, where: str) -> Lock:
             f"lockfile version {version} is newer than this llmspec reads ({LOCK_VERSION})",
             Loc(where),
             "upgrade llmspec",
+        )
+    if has_lone_surrogate(data):
+        raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        at = _LONE_SURROGATE.search(raw)
+        line = raw.count("\n", 0, at.start()) + 1 if at else 0
+        raise LlmspecError.one(
+            "E080",
+            "lockfile holds a lone surrogate (a `\\ud800`-`\\udfff` escape without its pair)",
+            Loc(where, line),
+            "restore it from version control, or delete it to start a new one",
         )
     if version == 1 and isinstance(data, dict):
         data = _from_v1(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llmspec.load import load_files
 from llmspec.resolve import ResolvedProject, resolve_project
@@ -15,12 +16,13 @@ def project_root(path: str | Path) -> Path:
     return p if p.is_dir() else p.parent
 
 
-def load_project(path: str | Path = ".") -> ResolvedProject:
-    """Load, validate and resolve the project at `path` (a spec file or a folder of them).
+def load_project(path: str | Path = ".", cache: Any = None) -> ResolvedProject:
+    """Load, validate and resolve the project at `path` (a spec file or a folder of them);
+    `cache` (a `HashCache`) keeps what was read of dataset files for compile and next time.
 
     >>> load_project("specs").spec.name  # doctest: +SKIP
     'support-bot'
     """
     root = project_root(path)
     files = load_files(path)
-    return resolve_project(validate_files(files, root), root)
+    return resolve_project(validate_files(files, root), root, cache)

@@ -49,6 +49,7 @@ class VariantResult(_Frozen):
     rows: int = 0
     errors: int = 0
     truncated: int = 0
+    closed_early: int = Field(0, description="rows closed early to end valid within max_tokens")
     causes: dict[str, int] = Field({}, description="row errors grouped by cause")
     metrics: dict[str, MetricResult] = {}
     repeats: dict[str, Agreement] = Field({}, description="agreement between repeats, by metric")
@@ -95,6 +96,7 @@ class RowResult(_Frozen):
     violation: str | None = None
     tokens: int | None = None
     seconds: float | None = None
+    attempts: int | None = Field(None, description="enforce: best_effort: generations tried")
 
 
 class MetricInfo(_Frozen):
@@ -180,6 +182,7 @@ def _suite(graph: Any, store: Any, lock: Any, gate_job: Any, spec: Any) -> Suite
                 rows=out["rows"],
                 errors=out["errors"],
                 truncated=out["truncated"],
+                closed_early=out.get("closed_early", 0),
                 causes=out.get("causes", {}),
                 metrics={
                     m: MetricResult(
@@ -304,6 +307,7 @@ def _rows(store: Any, graph: Any, summary_job: Any, variant: str) -> list[RowRes
                     error=r.get("error"),
                     violation=r.get("violation"),
                     tokens=r.get("tokens"),
+                    attempts=r.get("attempts"),
                     seconds=latency[i] if i < len(latency) else None,
                 )
             )

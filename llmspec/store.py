@@ -1,10 +1,10 @@
 """The content-addressed result store under `.llmspec/` and the run lock.
 
-Each finished job's output is written, atomically, to `.llmspec/store/<kk>/<key>.json` the moment
-it finishes, before the lockfile is touched: a crash loses at most the jobs still running, and
-the next apply finds everything else by key. Jobs that produce folders (fine-tuned weights,
-indices) store them as trees under `.llmspec/trees/<key>/`, moved in by one rename. The folder
-is machine-local and gitignored.
+Each finished job's output is appended to `.llmspec/store/records.pack` the moment it finishes,
+before the lockfile is touched: a crash loses at most the jobs still running (and the one being
+written), and the next apply finds everything else by key. Jobs that produce folders (fine-tuned
+weights, indices) store them as trees under `.llmspec/trees/<key>/`, moved in by one rename. The
+folder is machine-local and gitignored.
 """
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import hashlib
 import json
+import mmap
 import os
 import socket
+import weakref
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmspec.errors import LlmspecError, Loc
-from llmspec.fsutil import write_atomic
-from llmspec.hashing import canonical, digest
+from llmspec.hashing import canonical
 
 STATE_DIR = ".llmspec"
 
@@ -38,25 +41,80 @@ class Stored:
 
 
 class Store:
-    """Job outputs by content key."""
+    """Job outputs by content key, appended to one pack file with an index beside it.
+
+    `.llmspec/store/records.pack` holds one record per line (canonical JSON: job, kind, key,
+    output, digest, meta); `.llmspec/store/records.idx` one line per record, `<key hex>
+    <offset> <length> <crc32>`, appended after the record itself. Nothing is fsynced (the lock
+    is the record of an apply; a lost store entry only means its job runs again), so a crash or
+    a power cut can leave a record or an index line cut short, or blocks of zeros: a record is
+    counted only when its index line checks out and the record ends where the line says, with
+    its newline, and a later writer first ends a torn last line, so damage stays within the
+    entry being written. Appending one line costs a write, where a file per record cost a
+    create and a rename (bench/apply_overhead.py: part 3).
+
+    Entries written one file per record (`.llmspec/store/<kk>/<key>.json`, before the pack)
+    are still read."""
 
     def __init__(self, root: Path):
         self.root = Path(root) / STATE_DIR
         self.objects = self.root / "store"
-        self._made: set[Path] = set()  # folders known to exist: one mkdir each, not per write
+        self.pack = self.objects / "records.pack"
+        self.index = self.objects / "records.idx"
+        self._entries: dict[str, tuple[int, int]] = {}  # key hex -> (offset, length)
+        self._read_to = 0  # bytes of the index read so far (whole lines only)
+        self._fds: dict[Path, int] = {}  # pack and index, open for appending
+        weakref.finalize(self, _close_all, self._fds)
 
     def _path(self, key: str) -> Path:
         h = key.split(":", 1)[-1]
         return self.objects / h[:2] / f"{h}.json"
 
+    # -- the index ----------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Read the index lines appended since the last read (by anyone)."""
+        try:
+            with self.index.open("rb") as fh:
+                fh.seek(self._read_to)
+                data = fh.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # a last line without its newline may still be written
+        for line in data[:end].split(b"\n"):
+            entry = _index_entry(line)
+            if entry is not None:
+                self._entries[entry[0]] = (entry[1], entry[2])
+        self._read_to += end
+
     def keys(self) -> set[str]:
-        """Keys of the entries that look whole. An entry cut short by a power cut (the store is
-        not fsynced) does not end its JSON object: it counts as missing and its job runs again.
-        Only the last byte is read, so this stays cheap on a large store."""
+        """Keys of the entries that look whole: the index line checks out and the pack holds
+        the record's last byte, its newline, where the line says. One byte is read per entry,
+        no record is parsed, so this stays cheap on a large store."""
         if not self.objects.is_dir():
             return set()
+        self._refresh()
         out = set()
-        for p in self.objects.glob("*/*.json"):
+        if self._entries:
+            try:
+                fd = os.open(self.pack, os.O_RDONLY)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    size = os.fstat(fd).st_size
+                    view = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else b""
+                    try:
+                        for h, (offset, length) in self._entries.items():
+                            end = offset + length
+                            if length and end <= size and view[end - 1] == 10:  # b"\n"
+                                out.add(f"sha256:{h}")
+                    finally:
+                        if size:
+                            view.close()  # type: ignore[union-attr]
+                finally:
+                    os.close(fd)
+        for p in self.objects.glob("*/*.json"):  # entries written before the pack
             try:
                 with p.open("rb") as fh:
                     fh.seek(-1, os.SEEK_END)
@@ -68,11 +126,27 @@ class Store:
         return out
 
     def get(self, key: str) -> Stored | None:
-        try:
-            data = json.loads(self._path(key).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (ValueError, OSError):
+        h = key.split(":", 1)[-1]
+        if h not in self._entries:
+            self._refresh()
+        data = None
+        if h in self._entries:
+            offset, length = self._entries[h]
+            try:
+                fd = os.open(self.pack, os.O_RDONLY)
+                try:
+                    raw = os.pread(fd, length, offset)
+                finally:
+                    os.close(fd)
+                data = _record(raw, key) if len(raw) == length else None
+            except OSError:
+                data = None
+        if data is None:
+            try:
+                data = _record(self._path(key).read_bytes(), key)
+            except OSError:
+                return None
+        if data is None:
             return None  # a damaged entry is as good as a missing one: the job runs again
         return Stored(
             data["job"],
@@ -84,24 +158,48 @@ class Store:
         )
 
     def put(self, job: str, kind: str, key: str, output: Any, meta: dict | None = None) -> Stored:
-        """Write a job's output; `meta` (timings, hosts) is kept but not part of the digest."""
-        d = digest(output)
-        record = {
-            "job": job,
-            "kind": kind,
-            "key": key,
-            "output": output,
-            "digest": d,
-            "meta": meta or {},
-        }
-        # Not fsynced: a store entry lost to a power cut is missing or unreadable, and a missing
-        # entry only means its job runs again. The lock, which is the record, is fsynced.
-        path = self._path(key)
-        if path.parent not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(path.parent)
-        write_atomic(path, canonical(record).encode(), durable=False, make_dirs=False)
+        """Append a job's output; `meta` (timings, hosts) is kept but not part of the digest."""
+        body = canonical(output)  # serialised once: for the digest and for the record
+        d = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+        # the record's canonical JSON (keys sorted: digest, job, key, kind, meta, output)
+        head = canonical({"digest": d, "job": job, "key": key, "kind": kind, "meta": meta or {}})
+        line = f'{head[:-1]},"output":{body}}}\n'.encode()  # canonical JSON holds no raw newline
+        end = self._append(self.pack, line)
+        h = key.split(":", 1)[-1]
+        offset = end - len(line)
+        self._append(self.index, _index_line(h, offset, len(line)))
+        self._entries[h] = (offset, len(line))
         return Stored(job, kind, key, output, d, meta or {})
+
+    def _append(self, path: Path, data: bytes) -> int:
+        """Append `data` as one write; return the file's size after it. A last line that an
+        earlier writer left without its newline (it was killed) is ended first, so it cannot
+        run into this one. The file stays open for the next write (`close`)."""
+        fd = self._fds.get(path)
+        if fd is None:
+            self.objects.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fds[path] = fd
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return os.lseek(fd, 0, os.SEEK_CUR)
+
+    def close(self) -> None:
+        """Close the files `put` keeps open (also done when the store is collected)."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def records(self) -> Iterator[Stored]:
+        """Every readable entry (the latest record of each key): for tools and tests."""
+        for key in sorted(self.keys()):
+            s = self.get(key)
+            if s is not None:
+                yield s
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -141,6 +239,54 @@ class Store:
 
     def cache_path(self, name: str) -> Path:
         return self.root / "cache" / name
+
+
+def _close_all(fds: dict[Path, int]) -> None:
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _index_line(h: str, offset: int, length: int) -> bytes:
+    """`<key hex> <offset> <length> <crc32 of what precedes>`: a line cut short, or run into
+    another, fails its check.
+
+    >>> _index_line("ab", 0, 10)
+    b'ab 0 10 1cb29025\\n'
+    """
+    body = f"{h} {offset} {length}"
+    return f"{body} {zlib.crc32(body.encode()):08x}\n".encode()
+
+
+def _index_entry(line: bytes) -> tuple[str, int, int] | None:
+    """(key hex, offset, length) of an index line, or None when it does not check out.
+
+    >>> _index_entry(_index_line("ab", 0, 10).strip()), _index_entry(b"ab 0 1 1cb29025")
+    (('ab', 0, 10), None)
+    """
+    body, _, crc = line.rpartition(b" ")
+    try:
+        if int(crc, 16) != zlib.crc32(body) or len(crc) != 8:
+            return None
+        h, offset, length = body.decode("ascii").split(" ")
+        return h, int(offset), int(length)
+    except ValueError:
+        return None
+
+
+def _record(raw: bytes, key: str) -> dict[str, Any] | None:
+    """A stored record, or None when it is damaged or not the record of `key`."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    if not all(k in data for k in ("job", "kind", "output", "digest")):
+        return None
+    return data
 
 
 @dataclass(frozen=True)

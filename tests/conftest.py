@@ -62,7 +62,7 @@ def tiny_model_dir(example_models: dict[str, Path]) -> Path:
 
 
 def copy_example(dest: Path, models: dict[str, Path]) -> Path:
-    """specs/ copied to `dest` with its tiny models in place (and no lock or store)."""
+    """specs/ copied to `dest` with its tiny models in place (its lock, but no store)."""
     import shutil
 
     shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns("models", ".llmspec"))
@@ -76,3 +76,31 @@ def copy_example(dest: Path, models: dict[str, Path]) -> Path:
 def example_project(tmp_path: Path, example_models: dict[str, Path]) -> Path:
     """A private copy of specs/ with its tiny models in place."""
     return copy_example(tmp_path / "specs", example_models)
+
+
+@pytest.fixture(scope="session")
+def applied_example(
+    tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Path]
+) -> Path:
+    """The example project applied once (inline), its store, lock and run history in place.
+    Shared by the session: copy it (`copy_project`) before changing anything."""
+    from click.testing import CliRunner
+
+    from llmspec.cli import main
+
+    dest = copy_example(tmp_path_factory.mktemp("applied") / "specs", example_models)
+    (dest / "llmspec.lock").unlink(missing_ok=True)
+    r = CliRunner().invoke(main, ["apply", str(dest), "--runner", "inline", "--quiet"])
+    assert r.exit_code in (0, 3), r.output
+    return dest
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A copy of a project folder with its .llmspec/ state (store, trees, history)."""
+    import shutil
+
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+from tests.browser import browser  # noqa: E402,F401  (the headless Chromium fixture)

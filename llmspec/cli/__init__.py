@@ -1,9 +1,10 @@
 """The llmspec command line: parse, call one stage function, render.
 
 Commands live in modules by what they touch (`spec_cmds`: the language; `run_cmds`: plan,
-apply, graph, report; `lock_cmds`: lockfiles); rendering and progress have modules of their
-own. Heavy libraries (ray, torch, transformers, guidance) are imported inside the commands that
-run models, never at import time: `validate`, `plan` and `--help` stay fast.
+apply, graph, report; `lock_cmds`: lockfiles; `hub_cmds`: the run history and the hub);
+rendering and progress have modules of their own. Heavy libraries (ray, torch, transformers,
+guidance) are imported inside the commands that run models, never at import time: `validate`,
+`plan` and `--help` stay fast; the web stack is imported inside `view` only.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def main() -> None:
       llmspec apply specs/             run it; results go to the store and llmspec.lock
       llmspec report specs/            the suites' results as text, Markdown, JSON or JUnit
       llmspec lock diff --git HEAD~1   what changed in the lock, for an auditor
+      llmspec view specs/              the results hub: runs over time, compare two runs
       llmspec deploy status specs/     what runs on Ray Serve, from which lock
       llmspec drift specs/             has a remote model changed behind its name?
     """
 
 
-from llmspec.cli import lock_cmds, run_cmds, serve_cmds, spec_cmds  # noqa: E402,F401
+from llmspec.cli import hub_cmds, lock_cmds, run_cmds, serve_cmds, spec_cmds  # noqa: E402,F401  (registers commands)
 
 if __name__ == "__main__":
     main()

@@ -90,3 +90,39 @@ def _git_show(rev: str, path: Any) -> str:
             f"cannot read {path} at {rev} from git: {detail.strip()}",
             hint="is the lock committed at that revision?",
         ) from None
+
+
+@lock.command("verify")
+@click.argument("path", default=".", type=click.Path())
+@handle_errors
+def lock_verify(path: str) -> None:
+    """Check that llmspec.lock is consistent with itself (verdicts follow from values, every
+    result section matches the digest its job recorded) and, where this machine's .llmspec/
+    store holds the results, that every recorded output is the stored one.
+
+    A lock alone cannot prove its values are true: it proves they were not edited after
+    llmspec wrote them. Exit 0 when consistent, 1 with every problem otherwise.
+
+    \b
+    Examples:
+      llmspec lock verify specs/
+    """
+    from llmspec.cli.run_cmds import compile_path
+    from llmspec.errors import render
+    from llmspec.lock import LOCK_NAME, read_lock
+    from llmspec.verify import verify_lock
+
+    _, graph, store = compile_path(path)
+    where = str(graph.root / LOCK_NAME)
+    lock = read_lock(graph.root)
+    if lock is None:
+        raise LlmspecError.one("E008", f"no lock at {where}", hint="run `llmspec apply` first")
+    problems = verify_lock(lock, where, graph, store)
+    if problems:
+        click.echo(render(problems, allowed_root=graph.root), err=True)
+        raise SystemExit(1)
+    checked = sum(1 for j in graph.jobs.values() if store.get(j.key) is not None)
+    click.echo(
+        f"llmspec.lock is consistent ({len(lock.jobs)} jobs; {checked} checked against this "
+        "machine's store)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -11,24 +12,37 @@ from llmspec.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_GATES, EXIT_INTERRUPTED, 
 from llmspec.errors import Diagnostic, LlmspecError, Loc, render
 
 
-def compile_path(path: str, limit: int | None = None) -> tuple[Any, Any, Any]:
-    """Load, resolve and compile; the hash cache keeps weight hashing to once per file."""
-    from llmspec.project import load_project
+def compile_path(path: str, limit: int | None = None, lock: Any = "read") -> tuple[Any, Any, Any]:
+    """Load, resolve and compile (against `lock`, read unless given: baselines come from it);
+    the hash cache keeps weight hashing to once per file."""
+    from llmspec.hashing import HashCache
+    from llmspec.project import load_project, project_root
     from llmspec.store import Store
 
-    resolved = load_project(path)
-    store = Store(resolved.root)
-    return resolved, compile_resolved(resolved, store, limit), store
+    store = Store(project_root(path))
+    cache = HashCache(store.cache_path("hashes.json"))
+    resolved = load_project(path, cache)
+    return resolved, compile_resolved(resolved, store, limit, None, lock, cache), store
 
 
-def compile_resolved(resolved: Any, store: Any, limit: int | None = None, served: Any = None):
-    """Compile a resolved project (`served`: fresh probe observations, see llmspec.drift)."""
+def compile_resolved(
+    resolved: Any,
+    store: Any,
+    limit: int | None = None,
+    served: Any = None,
+    lock: Any = "read",
+    cache: Any = None,
+):
+    """Compile a resolved project (`served`: fresh probe observations, see llmspec.drift)
+    against `lock` (read unless given)."""
     from llmspec.compile import compile_project
     from llmspec.hashing import HashCache
     from llmspec.lock import read_lock
 
-    cache = HashCache(store.cache_path("hashes.json"))
-    graph = compile_project(resolved, cache, read_lock(resolved.root), limit, served)
+    if cache is None:
+        cache = HashCache(store.cache_path("hashes.json"))
+    old = read_lock(resolved.root) if isinstance(lock, str) else lock
+    graph = compile_project(resolved, cache, old, limit, served)
     try:
         cache.save()
     except OSError:
@@ -36,14 +50,15 @@ def compile_resolved(resolved: Any, store: Any, limit: int | None = None, served
     return graph
 
 
-def plan_for(graph: Any, store: Any, stored: set[str] | None = None) -> Any:
+def plan_for(graph: Any, store: Any, stored: set[str] | None = None, lock: Any = "read") -> Any:
     from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import make_plan
     from llmspec.targets import effects
 
     root = graph.root
     keys = store.keys() if stored is None else stored
-    return make_plan(graph, read_lock(root), keys, lock_digest(root), effects(graph))
+    old = read_lock(root) if isinstance(lock, str) else lock
+    return make_plan(graph, old, keys, lock_digest(root), effects(graph))
 
 
 def refresh_graph(
@@ -53,9 +68,10 @@ def refresh_graph(
     limit: int | None = None,
     models: set[str] | None = None,
     keep: bool = False,
+    lock: Any = "read",
 ) -> tuple[Any, dict]:
     """Run the live probes and compile again with what they observed: (graph, outcomes).
-    With `keep` (apply), successful probes are stored."""
+    With `keep` (apply), successful probes are stored. `lock`: as for compile_resolved."""
     from llmspec.drift import observed, probe, probe_jobs
 
     jobs = probe_jobs(graph, models)
@@ -69,7 +85,7 @@ def refresh_graph(
                 store.put(job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds})
     fresh = observed(graph, outcomes)
     if fresh:
-        graph = compile_resolved(resolved, store, limit, fresh)
+        graph = compile_resolved(resolved, store, limit, fresh, lock)
     return graph, outcomes
 
 
@@ -111,7 +127,8 @@ def _probe_notes(outcomes: dict) -> None:
 @click.option(
     "--locked",
     is_flag=True,
-    help="Fail (exit 1) when llmspec.lock is out of date with the spec (for CI).",
+    help="Fail (exit 1) when llmspec.lock is out of date with the spec, or inconsistent "
+    "(edited by hand), for CI.",
 )
 @click.option(
     "--refresh",
@@ -135,7 +152,7 @@ def plan(
       llmspec plan specs/ --refresh           # with what remote models say they are now
       llmspec plan specs/ --format markdown > plan.md
       llmspec plan specs/ --out plan.json && llmspec apply specs/ --plan plan.json
-      llmspec plan specs/ --locked            # in CI: is the lock current?
+      llmspec plan specs/ --locked            # in CI: is the lock current, and whole?
     """
     from llmspec.fsutil import write_atomic
     from llmspec.lock import LOCK_NAME
@@ -156,6 +173,15 @@ def plan(
     else:
         click.echo(render_text(the_plan), nl=False)
     stale = [c for c in the_plan.changes if c.action not in ("restore", "read")]
+    if locked:
+        from llmspec.lock import read_lock
+        from llmspec.verify import verify_lock
+
+        lock = read_lock(graph.root)
+        problems = verify_lock(lock, str(graph.root / LOCK_NAME), graph, store) if lock else []
+        if problems:
+            click.echo(render(problems, allowed_root=graph.root), err=True)
+            sys.exit(EXIT_ERROR)
     if locked and (stale or the_plan.lock_changes):
         n = len(stale) + len(the_plan.lock_changes)
         diag = Diagnostic(
@@ -182,10 +208,10 @@ def plan(
     "--runner",
     "runner_name",
     envvar="LLMSPEC_RUNNER",
-    default="local",
-    show_default=True,
+    default=None,
     help="`local`: an embedded Ray (or the cluster in RAY_ADDRESS); `inline`: this process, "
-    "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER.",
+    "no Ray; NAME: the profile runners/NAME.yaml. Also LLMSPEC_RUNNER. Not given: `local`, "
+    "but a small plan (one model replica, at most 256 generations) runs inline.",
 )
 @click.option(
     "--only",
@@ -212,7 +238,7 @@ def plan(
 def apply(
     path: str,
     plan_file: str | None,
-    runner_name: str,
+    runner_name: str | None,
     quiet: bool,
     only: tuple[str, ...],
     limit: int | None,
@@ -237,15 +263,18 @@ def apply(
       llmspec apply specs/
       llmspec apply specs/ --plan plan.json
       llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
+      llmspec apply specs/ --runner local      # Ray, even for a small plan
       llmspec apply specs/ --only quality --limit 20   # iterate on one suite, quickly
       llmspec apply specs/ --lock old.lock     # roll deployments back to what old.lock records
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
-    from llmspec.apply import apply_plan, check_saved_plan
+    from llmspec.apply import apply_plan, check_saved_plan, jobs_to_run
     from llmspec.cli.output import apply_line, deploy_lines, failure_diagnostics
     from llmspec.cli.progress import Progress
-    from llmspec.lock import lock_digest
-    from llmspec.plan import SavedPlan, render_text
+    from llmspec.hub.history import recording, spec_snapshot
+    from llmspec.lock import lock_digest, read_lock
+    from llmspec.plan import SavedPlan, render_text, to_saved
+    from llmspec.project import project_root
     from llmspec.report.text import render as render_results
     from llmspec.results import collect_results
     from llmspec.store import RunLock
@@ -258,7 +287,8 @@ def apply(
         from llmspec.cli.serve_cmds import rollback
 
         sys.exit(rollback(path, lock_file, quiet))
-    resolved, graph, store = compile_path(path, limit)
+    old_lock = read_lock(project_root(path))
+    resolved, graph, store = compile_path(path, limit, old_lock)
     targets = _only(graph, only)
     root = graph.root
     with RunLock(root).held() as run_lock:
@@ -274,41 +304,58 @@ def apply(
         outcomes: dict[str, Any] = {}
         if not plan_file and limit is None:
             models = read_models(graph, targets)
-            graph, outcomes = refresh_graph(resolved, graph, store, limit, models, keep=True)
+            graph, outcomes = refresh_graph(
+                resolved, graph, store, limit, models, keep=True, lock=old_lock
+            )
         if targets is not None:
             targets = _only(graph, only) | set(outcomes)
         stored = store.keys()
-        the_plan = plan_for(graph, store, stored)
+        the_plan = plan_for(graph, store, stored, old_lock)
         if targets is not None:
             the_plan = _targeted(the_plan, targets)
         if plan_file:
             check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
-        if not quiet:
-            click.echo(render_text(the_plan), nl=False)
-        runner = _runner(runner_name, root)
-        try:
-            with Progress(graph, the_plan, quiet) as progress:
-                for job_id, o in outcomes.items():
-                    progress(o.status, job_id, o)
-                report = apply_plan(
-                    the_plan,
-                    graph,
-                    store,
-                    runner,
-                    progress,
-                    stored,
-                    targets,
-                    outcomes if not plan_file else None,
+        probed = outcomes if not plan_file else None
+        jobs, _ = jobs_to_run(the_plan, graph, stored, targets, probed is not None)
+        runner, used, runner_line = _runner(runner_name, root, jobs)
+        spec_files = spec_snapshot(resolved.sources.files, root)
+        warn = functools.partial(click.echo, err=True)
+        saved = to_saved(the_plan).model_dump()
+        start = {"project": graph.project, "plan": saved, "runner": used}
+        with recording(root, **start, spec_files=spec_files, warn=warn) as run:
+            try:
+                if jobs:
+                    runner.prepare(jobs, root)  # Ray starts while the plan is printed
+                if not quiet:
+                    click.echo(render_text(the_plan), nl=False)
+                    if jobs:
+                        click.echo(runner_line, err=True)
+                with Progress(graph, the_plan, quiet) as progress:
+                    on_event = run.listen(graph, progress)
+                    for job_id, o in outcomes.items():
+                        on_event(o.status, job_id, o)
+                    report = apply_plan(
+                        the_plan,
+                        graph,
+                        store,
+                        runner,
+                        on_event,
+                        stored,
+                        targets,
+                        probed,
+                        old_lock,
+                    )
+            finally:
+                runner.close()
+            lock = report.lock
+            suites = lock.suites.items() if lock else []
+            failing = sorted(n for n, s in suites if not s.get("passed"))
+            results = collect_results(graph, store, lock, resolved.spec)
+            if targets is not None:
+                results = results.model_copy(
+                    update={"suites": [s for s in results.suites if s.name in only]}
                 )
-        finally:
-            runner.close()
-    lock = report.lock
-    failing = sorted(n for n, s in (lock.suites.items() if lock else []) if not s.get("passed"))
-    results = collect_results(graph, store, lock, resolved.spec)
-    if targets is not None:
-        results = results.model_copy(
-            update={"suites": [s for s in results.suites if s.name in only]}
-        )
+            run.finish_apply(report, results, failing, root)
     if limit is not None:
         click.echo(
             f"\nSmoke run: the first {limit} rows of each dataset; llmspec.lock is not written."
@@ -370,12 +417,27 @@ def _read_saved(plan_file: str, cls: Any) -> Any:
         ) from None
 
 
-def _runner(name: str, root: Any) -> Any:
-    from llmspec.runner import make_runner
-    from llmspec.runner.profile import load_profile
+def _runner(name: str | None, root: Any, jobs: list[Any]) -> tuple[Any, str, str]:
+    """The runner `--runner NAME` names; without one, `local`, unless the plan is small and
+    `local` is an embedded Ray (no RAY_ADDRESS): then this process. Returns the runner, the
+    profile's name and the line apply prints about it."""
+    import os
 
-    profile = load_profile(name, root)
-    return make_runner(profile.runner, profile=profile, where=f"--runner {name}")
+    from llmspec.runner import make_runner, small_plan
+    from llmspec.runner.profile import describe, load_profile
+
+    profile_name = name or "local"
+    profile = load_profile(profile_name, root)
+    line = describe(profile, profile_name)
+    cluster = bool(os.environ.get("RAY_ADDRESS"))
+    if name is None and jobs and profile.runner == "ray" and profile.embedded and not cluster:
+        why = small_plan(jobs)
+        if why is not None:
+            profile = profile.model_copy(update={"runner": "inline"})
+            profile_name = "inline"
+            line = f"note: running inline: small plan ({why}); `--runner local` runs it on Ray"
+    runner = make_runner(profile.runner, profile=profile, where=f"--runner {name or 'local'}")
+    return runner, profile_name, line
 
 
 @main.command()
@@ -411,13 +473,21 @@ def graph(path: str, fmt: str) -> None:
     "html: one self-contained page with charts.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option(
+    "--run",
+    "run_id",
+    type=int,
+    metavar="ID",
+    help="Render run ID of the history (`llmspec runs` lists them) instead of the current one.",
+)
 @handle_errors
-def report(path: str, fmt: str, out: str | None) -> None:
+def report(path: str, fmt: str, out: str | None, run_id: int | None) -> None:
     """Show the results of the project's suites: per variant the rows, errors, metrics and
     gates; per row the input, output, reference and scores (json).
 
     Results come from this machine's .llmspec/ store; where it lacks them (a fresh checkout)
-    the lock's record is shown. Run `llmspec apply` first.
+    the lock's record is shown. Run `llmspec apply` first. `--run ID` renders the results an
+    earlier apply recorded in the run history.
 
     \b
     Examples:
@@ -425,13 +495,20 @@ def report(path: str, fmt: str, out: str | None) -> None:
       llmspec report specs/ --format markdown > results.md
       llmspec report specs/ --format junit --out results.xml
       llmspec report specs/ --format html --out report.html
+      llmspec report specs/ --run 3 --format markdown
     """
-    from llmspec.lock import read_lock
     from llmspec.report import render as render_report
-    from llmspec.results import collect_results
 
-    resolved, g, store = compile_path(path)
-    results = collect_results(g, store, read_lock(g.root), resolved.spec)
+    if run_id is not None:
+        from llmspec.cli.hub_cmds import recorded_results
+
+        results = recorded_results(path, run_id)
+    else:
+        from llmspec.lock import read_lock
+        from llmspec.results import collect_results
+
+        resolved, g, store = compile_path(path)
+        results = collect_results(g, store, read_lock(g.root), resolved.spec)
     text = render_report(results, fmt)
     if out:
         from llmspec.fsutil import write_atomic

@@ -169,12 +169,16 @@ class JobContext:
         return self.embedders[path]
 
     def dataset_rows(self, local: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
-        """Rows `start:end` of a dataset file. A JSONL file is read by seeking to the rows
-        (its line offsets are found once per worker and file content), so memory does not grow
-        with the dataset; other formats are read whole once."""
+        """Rows `start:end` of a dataset file. A JSONL shard reads only its own bytes (where
+        they lie was found when the plan was made: `local["bytes"]`), so memory does not grow
+        with the dataset and the rest of the file is not read; other formats are read whole
+        once per worker."""
         from llmspec import data
 
         path, fmt, content = local["path"], local["format"], local["file"]
+        if fmt == "jsonl" and "bytes" in local:
+            first, last = local["bytes"]
+            return data.read_jsonl_bytes(_p(path), first, last, local["shown"])
         if fmt != "jsonl":
             if (path, content) not in self.files:
                 self.files[(path, content)] = list(data.read_rows(_p(path), fmt, local["shown"]))

@@ -155,6 +155,7 @@ def lock_entry(job: Any, output: Any) -> dict[str, Any]:
                 "gate": c["gate"],
                 "variant": c["variant"],
                 "value": rounded(c["value"]),
+                "threshold": rounded(c["threshold"]),
                 "passed": c["passed"],
             }
             for c in output["results"]

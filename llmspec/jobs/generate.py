@@ -46,7 +46,7 @@ def build(cx: Any, suite_name: str) -> dict[str, list[Any]]:
                 ins.set("expected", d.expected, ("datasets", s.dataset, ("expected",)))
             local: dict[str, Any] = {"model": cx.facts.model_local(model)}
             if d.generate is None:
-                local["dataset"] = cx.facts.dataset_local(s.dataset)
+                local["dataset"] = cx.facts.shard_local(s.dataset, start, end)
             if s.retrieve is not None:
                 ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed"))
                 local["embed"] = cx.facts.knowledge_local(s.retrieve)["embed"]
@@ -78,16 +78,10 @@ def prompt_inputs(cx: Any, model: str, prompt: str) -> Any:
 
 def constraint_of(inputs: dict[str, Any]) -> Any:
     """The output constraint a job's prompt inputs describe."""
-    from llmspec.constraints import Constraint
+    from llmspec.constraints import from_output
 
     out = inputs["prompt"].get("output")
-    if out is None:
-        return None
-    if out.get("schema") is not None:
-        return Constraint("json_schema", inputs["schema"])
-    if out.get("regex") is not None:
-        return Constraint("regex", out["regex"])
-    return Constraint("choice", tuple(out["choice"]))
+    return from_output(out, inputs.get("schema")) if out is not None else None
 
 
 def row_seed(seed: int, row: int, repeat: int) -> int:
@@ -180,9 +174,15 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         )
     contexts = None if retrieved is None else [[c["text"] for c in cs] for cs in retrieved]
     requests, slots = render_requests(ins, rows, contexts, start, ins["repeats"])
+    if slots and not requests:  # every row failed to render: the job failed, not its rows
+        first = next(err for _, _, err in slots if err)
+        raise JobError(f"every row of this shard failed to render ({len(slots)}); first: {first}")
     provider = ctx.provider(ins["model"] | job.local["model"])
     t0 = time.perf_counter()
     generated = provider.generate(requests) if requests else []
+    attempts = [1] * len(generated)
+    if constraint is not None and constraint.best_effort and generated:
+        generated, attempts = resample(provider, requests, generated, constraint)
     provider_seconds = time.perf_counter() - t0
     failed = [r for r in generated if r.finish == "error"]
     if failed and provider.capabilities.remote:
@@ -191,7 +191,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             f"{len(failed)} of {len(generated)} requests failed ({failed[0].error}); nothing "
             "is stored for this shard and it runs again on the next apply"
         )
-    results = iter(generated)
+    results = iter(zip(generated, attempts, strict=True))
     expected_col = ins["expected"]
     out_rows, timings, first = [], [], []
     observed: dict[str, set[str]] = {}
@@ -218,20 +218,17 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             timings.append(None)
             first.append(None)
             continue
-        r = next(results)
-        problem = None
-        if r.finish == "error":
-            problem = r.error
-        elif r.finish == "length" and constraint is not None:
-            problem = "truncated at max_tokens"
-        elif constraint is not None:
-            problem = constraint.check(r.text)
+        r, tries = next(results)
+        problem = violation(constraint, r)
+        if problem and tries > 1:
+            problem += f" (after {tries - 1} resample{'s' if tries > 2 else ''})"
         out_rows.append(
             base
             | {
                 "output": r.text,
                 "finish": r.finish,
-                "guarantee": r.guarantee,
+                "guarantee": guarantee_of(constraint, r.guarantee),
+                **({"attempts": tries} if tries > 1 else {}),
                 "error": r.error,
                 "valid": problem is None if constraint is not None else None,
                 "tokens": r.tokens,
@@ -251,6 +248,63 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "observed": {k: sorted(v) for k, v in observed.items()},
     }
     return {"rows": out_rows}, meta
+
+
+RESAMPLE_TEMPERATURE = 1.0
+"""The temperature a resample of a greedy model draws at: at temperature 0 it would repeat the
+output it replaces."""
+
+
+def violation(constraint: Any, r: Any) -> str | None:
+    """Why a provider's result does not satisfy the constraint, or None."""
+    if r.finish == "error":
+        return r.error
+    if constraint is None:
+        return None
+    if r.finish == "length":
+        return "truncated at max_tokens"
+    return constraint.check(r.text)
+
+
+def guarantee_of(constraint: Any, provider_guarantee: str) -> str:
+    """A row's guarantee: what the provider enforced, `+checked` where `enforce:
+    best_effort` left part of the schema to the check after the fact."""
+    enforced = provider_guarantee in ("token", "provider")
+    if constraint is not None and constraint.best_effort and enforced:
+        return f"{provider_guarantee}+checked"
+    return provider_guarantee
+
+
+def resample_seed(seed: int, attempt: int) -> int:
+    """The seed of a row's `attempt`-th resample, derived from the row's own seed."""
+    return int(digest([seed, "resample", attempt])[7:15], 16) & 0x7FFFFFFF
+
+
+def resample(
+    provider: Any, requests: list[Any], generated: list[Any], constraint: Any
+) -> tuple[list[Any], list[int]]:
+    """`enforce: best_effort`: generate every row whose output violates the full schema again,
+    with a seed derived from its own, up to `constraint.retries` times; a row keeps the first
+    output that satisfies it (or its last one). Returns the results and each row's attempts."""
+    from dataclasses import replace
+
+    out, attempts = list(generated), [1] * len(generated)
+    for attempt in range(1, constraint.retries + 1):
+        bad = [i for i, r in enumerate(out) if r.finish != "error" and violation(constraint, r)]
+        if not bad:
+            break
+        again = [
+            replace(
+                requests[i],
+                seed=resample_seed(requests[i].seed, attempt),
+                temperature=requests[i].temperature or RESAMPLE_TEMPERATURE,
+            )
+            for i in bad
+        ]
+        for i, r in zip(bad, provider.generate(again), strict=True):
+            if r.finish != "error":
+                out[i], attempts[i] = r, attempt + 1
+    return out, attempts
 
 
 def _rows(job: Any) -> int:

@@ -33,7 +33,8 @@ def build(cx: Any, name: str) -> Any:
             deps["dataset"] = cx.get("testgen", k.source.dataset)
         else:
             ins.take("dataset", "datasets", k.source.dataset, ("rows", "content"))
-            local["dataset"] = cx.facts.dataset_local(k.source.dataset)
+            rows = cx.facts.dataset(k.source.dataset)["rows"]
+            local["dataset"] = cx.facts.shard_local(k.source.dataset, 0, rows)
     return cx.job(
         "index", f"index.{name}", ins, deps=deps, local=local, loc=cx.loc("knowledge", name)
     )

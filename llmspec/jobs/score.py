@@ -125,7 +125,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
                 corpus[spec["name"]] = load(rec.corpus).row_stats(rows, opts)
         clean = [None if v is None else round(float(v), 6) for v in vs]
         (values if rec.deterministic else varying)[spec["name"]] = clean
-    errors = truncated = 0
+    errors = truncated = closed_early = 0
     causes: dict[str, int] = {}
     for r in rows:
         if r["finish"] == "error":
@@ -134,6 +134,8 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             causes[cause] = causes.get(cause, 0) + 1
         elif r["finish"] == "length":
             truncated += 1
+        elif r["finish"] == "budget":
+            closed_early += 1
     output = {
         "rows": [[r["row"], r["repeat"]] for r in rows],
         "values": values,
@@ -141,6 +143,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "reasons": reasons,
         "errors": errors,
         "truncated": truncated,
+        "closed_early": closed_early,
         "causes": causes,
     }
     return output, {"values": varying}

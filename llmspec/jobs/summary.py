@@ -54,7 +54,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     values: dict[str, list[Any]] = {}
     varying: dict[str, list[Any]] = {}
     corpus: dict[str, list[Any]] = {}
-    errors = truncated = 0
+    errors = truncated = closed_early = 0
     causes: dict[str, int] = {}
     for role in sorted(deps, key=lambda r: int(r.split(".")[1])):
         out, meta = deps.pair(role)
@@ -67,6 +67,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             corpus.setdefault(name, []).extend(vs)
         errors += out["errors"]
         truncated += out["truncated"]
+        closed_early += out.get("closed_early", 0)
         for cause, n in out["causes"].items():
             causes[cause] = causes.get(cause, 0) + n
     stats: dict[str, Any] = {}
@@ -90,6 +91,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
         "rows": len(keys),
         "errors": errors,
         "truncated": truncated,
+        "closed_early": closed_early,
         "causes": dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))),
         "stats": deterministic,
         "repeats": repeats,

@@ -93,7 +93,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     rows, rejected = [], []
     for i, ((kind, picked), r) in enumerate(zip(plan, results, strict=True)):
         try:
-            qa = json.loads(r.text) if r.finish == "stop" else None
+            qa = json.loads(r.text) if r.finish in ("stop", "budget") else None
         except ValueError:
             qa = None
         if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):

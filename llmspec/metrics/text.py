@@ -36,6 +36,7 @@ def text_of(row: dict[str, Any], field: str | None) -> str | None:
     out = row.get("output")
     if out is None:
         return None
+
     if "_json" not in row:
         try:
             row["_json"] = json.loads(out) if out.lstrip()[:1] in ("{", "[", '"') else None

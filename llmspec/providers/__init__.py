@@ -24,7 +24,13 @@ from llmspec.constraints import Constraint
 
 Guarantee = Literal["token", "provider", "checked", "none"]
 """token: enforced by token masks; provider: enforced by the server; checked: validated after
-the fact only; none: no constraint was asked for."""
+the fact only; none: no constraint was asked for. A row of an `enforce: best_effort` output
+records `token+checked` (or `provider+checked`): part of its schema was enforced, all of it
+checked, and a violating row resampled."""
+
+Finish = Literal["stop", "length", "budget", "error"]
+"""stop: the model or the grammar ended it; length: cut off by max_tokens; budget: closed
+early to end valid within max_tokens (`on_budget: close`); error: see the row's error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,7 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Result:
     text: str
-    finish: Literal["stop", "length", "error"]
+    finish: Finish
     guarantee: Guarantee
     error: str | None = None
     tokens: int | None = None

@@ -1,12 +1,15 @@
 """The `llamacpp` provider: GGUF files through llama-cpp-python and guidance.
 
-Only available where llama-cpp-python is installed (`pip install llama-cpp-python`); guidance
-enforces the output constraint token by token. Rows are decoded one at a time (guidance's
+Only available where llama-cpp-python is installed (`pip install llama-cpp-python`, which
+builds llama.cpp: about 17 minutes on 2 busy cores); guidance enforces the output constraint
+token by token. llama.cpp runs with the replica's threads (`OMP_NUM_THREADS`, set by the
+runner). Rows are decoded one at a time (guidance's
 high-level API has no batching); guidance samples from NumPy's global RNG, so each row seeds it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,16 +31,30 @@ class LlamaCppProvider:
                 Loc(str(spec.path)),
                 "pip install llama-cpp-python (it builds llama.cpp)",
             ) from None
+        import logging
+
         from guidance.models import LlamaCpp
 
+        # guidance warns on every load that it cannot collect GPU statistics
+        logging.getLogger("guidance.metrics._metrics").setLevel(logging.ERROR)
         self.spec = spec
-        self.model = LlamaCpp(
-            str(weights if weights is not None else spec.path),
-            echo=False,
-            n_ctx=spec.n_ctx,
-            n_gpu_layers=-1 if spec.gpus else 0,
-            verbose=False,
-        )
+        threads = os.environ.get("OMP_NUM_THREADS", "")  # set by the runner, per replica
+        try:
+            self.model = LlamaCpp(
+                str(weights if weights is not None else spec.path),
+                echo=False,
+                n_ctx=spec.n_ctx,
+                n_gpu_layers=-1 if spec.gpus else 0,
+                verbose=False,
+                **({"n_threads": int(threads)} if threads.isdigit() and int(threads) > 0 else {}),
+            )
+        except (ValueError, RuntimeError, OSError) as e:
+            raise LlmspecError.one(
+                "E064",
+                f"llama.cpp cannot load `{spec.path}`: {e}",
+                Loc(str(spec.path)),
+                "check `path`: a GGUF file (llama.cpp's convert_hf_to_gguf.py writes one)",
+            ) from None
 
     def generate(self, requests: list[Request]) -> list[Result]:
         return [self._one(r) for r in requests]
@@ -50,9 +67,12 @@ class LlamaCppProvider:
         c = r.constraint.to_json() if r.constraint is not None else {}
         t = r.temperature or None
         if "json_schema" in c:
+            schema = (
+                r.constraint.enforced_schema()[0] if r.constraint.best_effort else c["json_schema"]
+            )
             grammar = guidance.json(
                 name="out",
-                schema=c["json_schema"],
+                schema=schema,
                 max_tokens=r.max_tokens,
                 temperature=t,
                 separators=(", ", ": "),

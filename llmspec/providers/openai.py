@@ -1,7 +1,12 @@
 """The `openai` provider: any OpenAI-compatible chat completions server (vLLM, llama.cpp server,
 Ollama, OpenAI) over HTTP with aiohttp.
 
-- One POST to `{base_url}/chat/completions` per request. A `json_schema` constraint is sent as
+- One POST to `{base_url}/chat/completions` per request, through the proxy HTTP(S)_PROXY names
+  unless NO_PROXY lists the host (a server on this machine is always reached directly). The
+  output limit goes as `max_tokens` (vLLM, llama.cpp's server, Ollama), or as
+  `max_completion_tokens` for servers that refuse the first (newer OpenAI models): with
+  `max_tokens_param: auto`, the default, the first refusal switches the name and the request is
+  sent again at once. A `json_schema` constraint is sent as
   `response_format: {"type": "json_schema", ...}`, never as vLLM's old top-level `guided_json`
   (current vLLM ignores that key and answers unconstrained with HTTP 200). Regex and choice
   constraints are not part of the OpenAI API: such a row fails, it is never sent unconstrained.
@@ -14,6 +19,12 @@ Ollama, OpenAI) over HTTP with aiohttp.
 - The API key is read from the environment at call time, sent only in the Authorization header,
   and replaced by `***` in anything that comes back from the server or a library (texts, error
   messages, log lines). It is never stored on the provider.
+- A circuit breaker per provider: after `circuit_breaker` consecutive failed attempts
+  (connection errors, timeouts, 5xx, broken bodies; not 429, which is a live server asking to
+  slow down, nor a 4xx refusal) with no success between them, the server is taken for down and
+  every request of the call still waiting or retrying fails at once ("circuit open"). The next
+  call sends its first request alone, one attempt, as a probe: a success closes the circuit, a
+  failure fails that call's rows at once. Any success closes it.
 - A row that fails is a `Result` with finish="error" and empty text; the other rows of the batch
   are unaffected. Nothing is cached here.
 """
@@ -31,7 +42,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from llmspec.jsonschemas import refs
+from llmspec.jsonschemas import refs_with_base, resolves_inside
 from llmspec.providers import CAPABILITIES, Request, Result
 from llmspec.secrets import ENV_REF
 
@@ -52,13 +63,49 @@ class _ConfigError(Exception):
 class _Retry(Exception):
     """An attempt failed in a way another attempt may fix."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, rate_limited: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited  # 429: the server is up, asking to slow down
 
 
 class _Fail(Exception):
     """An attempt failed in a way no other attempt will fix."""
+
+
+class _CircuitOpen(_Fail):
+    """The server failed too many attempts in a row: no more are made."""
+
+
+class _TokenParam(_Fail):
+    """The server takes the output limit as `max_completion_tokens`, not `max_tokens` (newer
+    OpenAI models answer HTTP 400 `unsupported_parameter`)."""
+
+
+@dataclass
+class Breaker:
+    """Consecutive failed attempts against one server; open at `threshold` (0: never)."""
+
+    threshold: int
+    failures: int = 0
+    last: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.threshold > 0 and self.failures >= self.threshold
+
+    def success(self) -> None:
+        self.failures = 0
+
+    def failure(self, why: str) -> None:
+        self.failures += 1
+        self.last = why
+
+    def refusal(self) -> _CircuitOpen:
+        return _CircuitOpen(
+            f"circuit open: {self.failures} attempts in a row failed (last: {self.last}); the "
+            "server looks down, so no more requests are sent in this call"
+        )
 
 
 @dataclass
@@ -70,6 +117,7 @@ class _Call:
     secret: str | None
     semaphore: asyncio.Semaphore
     pause_until: float = 0.0  # loop time before which no attempt starts (from Retry-After)
+    proxy: str | None = None  # from HTTP(S)_PROXY, unless NO_PROXY or a loopback host
 
     def scrub(self, text: str) -> str:
         return _scrub(text, self.secret)
@@ -90,9 +138,13 @@ class OpenAIProvider:
         retry_after_cap: float = 60.0,
     ):
         self.spec = spec
+        mode = getattr(spec, "max_tokens_param", "auto")
+        self.token_param = "max_tokens" if mode == "auto" else mode
+        self.switch_token_param = mode == "auto"
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.retry_after_cap = retry_after_cap
+        self.breaker = Breaker(spec.circuit_breaker)
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(model={self.spec.model!r}, base_url={self.spec.base_url!r})"
@@ -123,10 +175,19 @@ class OpenAIProvider:
         except _ConfigError as e:
             return [_error(r, str(e), 0.0) for r in requests]
         call = _Call(url, headers, secret, asyncio.Semaphore(self.spec.concurrency))
+        call.proxy = proxy_for(url)
         connector = aiohttp.TCPConnector(limit=self.spec.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            return list(await asyncio.gather(*(self._one(session, call, r) for r in requests)))
+            first: list[Result] = []
+            if self.breaker.open:  # down at the last call: one probe before the rest
+                first = [await self._one(session, call, requests[0], probe=True)]
+                if self.breaker.open:
+                    why = str(self.breaker.refusal())
+                    return first + [_error(r, call.scrub(why), 0.0) for r in requests[1:]]
+                requests = requests[1:]
+            rest = await asyncio.gather(*(self._one(session, call, r) for r in requests))
+            return first + list(rest)
 
     # -- configuration, read at call time -------------------------------------------------
 
@@ -177,7 +238,7 @@ class OpenAIProvider:
         body: dict[str, Any] = {
             "model": self.spec.model,
             "messages": messages,
-            "max_tokens": r.max_tokens,
+            self.token_param: r.max_tokens,
             "temperature": r.temperature,
             "top_p": r.top_p,
             "seed": r.seed,
@@ -192,8 +253,12 @@ class OpenAIProvider:
                     "servers take only a JSON schema (response_format); use a JSON schema, or a "
                     "transformers/llamacpp model"
                 )
-            schema = c.value
-            outside = sorted({ref for _, ref in refs(schema) if not ref.startswith("#")})
+            # best_effort: send the part the schema engine can enforce; the rest is checked
+            schema = c.enforced_schema()[0] if c.best_effort else c.value
+            outside = sorted(
+                {ref for _, ref, base in refs_with_base(schema)
+                 if not ref.startswith("#") and not resolves_inside(schema, ref, base)}
+            )  # fmt: skip
             if outside:
                 raise _Fail(
                     f"the JSON schema refers to {', '.join(f'`{x}`' for x in outside)}: a server "
@@ -205,25 +270,31 @@ class OpenAIProvider:
             }
         return body
 
-    async def _one(self, session: Any, call: _Call, r: Request) -> Result:
+    async def _one(self, session: Any, call: _Call, r: Request, probe: bool = False) -> Result:
         try:
-            return await self._attempts(session, call, r)
+            return await self._attempts(session, call, r, probe)
         except Exception as e:  # a bug must not take the other rows of the batch with it
             return _error(r, call.scrub(f"{type(e).__name__}: {e}"), 0.0)
 
-    async def _attempts(self, session: Any, call: _Call, r: Request) -> Result:
+    async def _attempts(self, session: Any, call: _Call, r: Request, probe: bool) -> Result:
         try:
             body = self._body(r)
         except _Fail as e:
             return _error(r, call.scrub(str(e)), 0.0)
         loop = asyncio.get_running_loop()
-        attempts = self.spec.max_retries + 1
+        attempts = 1 if probe else self.spec.max_retries + 1
+        breaker = self.breaker
         seconds = 0.0
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             async with call.semaphore:
                 # checked once a slot is held: a pause may have begun while this one queued
                 while (wait := call.pause_until - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                if self.token_param not in body:  # another request found the server's name
+                    body = self._body(r)
+                if breaker.open and not probe:
+                    return _error(r, call.scrub(str(breaker.refusal())), seconds)
                 t0 = time.perf_counter()
                 try:
                     data = await self._post(session, call, body)
@@ -233,15 +304,34 @@ class OpenAIProvider:
                 seconds = time.perf_counter() - t0
             if problem is None:
                 try:
-                    return self._result(r, call, data, seconds)
+                    result = self._result(r, call, data, seconds)
+                    breaker.success()
+                    return result
                 except (_Retry, _Fail) as e:
                     problem = e
+            if isinstance(problem, _Retry) and not problem.rate_limited:
+                breaker.failure(call.scrub(str(problem)))
+            elif isinstance(problem, _Fail):
+                breaker.success()  # the server is up: it answered, and said no
+            if isinstance(problem, _TokenParam) and "max_tokens" in body:
+                if self.switch_token_param:  # ask again at once, with the name it asked for
+                    self.token_param = "max_completion_tokens"
+                    log.info("openai model %s takes max_completion_tokens", self.spec.model)
+                    body = self._body(r)
+                    continue
+                problem = _Fail(
+                    f"{problem}; set `max_tokens_param: max_completion_tokens` (or `auto`) "
+                    f"on openai model `{self.spec.model}`"
+                )
             if isinstance(problem, _Fail):
                 return _error(r, call.scrub(str(problem)), seconds)
             assert isinstance(problem, _Retry)
             if attempt + 1 == attempts:
                 tries = f"{attempts} attempts" if attempts > 1 else "1 attempt, no retries"
+                tries = "1 attempt, a probe of a server that looked down" if probe else tries
                 return _error(r, call.scrub(f"{problem} (gave up after {tries})"), seconds)
+            if breaker.open:
+                return _error(r, call.scrub(str(breaker.refusal())), seconds)
             delay = self.delay(attempt, problem.retry_after)
             if problem.retry_after is not None:
                 call.pause_until = max(call.pause_until, loop.time() + delay)
@@ -254,7 +344,7 @@ class OpenAIProvider:
                 delay,
             )
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before attempt `attempt + 1` (0-based `attempt` just failed)."""
@@ -266,7 +356,8 @@ class OpenAIProvider:
         import aiohttp
 
         try:
-            async with session.post(call.url, json=body, headers=call.headers) as resp:
+            post = session.post(call.url, json=body, headers=call.headers, proxy=call.proxy)
+            async with post as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
                 raw = await resp.read()
@@ -283,7 +374,9 @@ class OpenAIProvider:
         text = f"HTTP {status} from the server" + (f": {message}" if message else "")
         if status in RETRYABLE:
             wait = parse_retry_after(retry_after) if status in HONOURS_RETRY_AFTER else None
-            raise _Retry(text, wait)
+            raise _Retry(text, wait, rate_limited=status == 429)
+        if status == 400 and "max_completion_tokens" in message and "max_tokens" in body:
+            raise _TokenParam(text)
         raise _Fail(text)
 
     def _result(self, r: Request, call: _Call, data: Any, seconds: float) -> Result:
@@ -320,6 +413,35 @@ class OpenAIProvider:
             seconds=seconds,
             observed=observed or None,
         )
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy HTTP_PROXY / HTTPS_PROXY (or ALL_PROXY) name for `url`, unless NO_PROXY lists
+    its host or the host is this machine: a server on 127.0.0.1 is reached directly whatever
+    the environment says (a proxy elsewhere cannot reach it).
+
+    >>> import os; os.environ["HTTP_PROXY"] = "http://proxy.internal:3128"
+    >>> proxy_for("http://10.0.0.5:8000/v1/chat/completions"), proxy_for("http://127.0.0.1/v1")
+    ('http://proxy.internal:3128', None)
+    >>> del os.environ["HTTP_PROXY"]
+    """
+    import ipaddress
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+        return None
+    return proxy
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

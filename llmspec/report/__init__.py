@@ -106,7 +106,9 @@ def gate_line(gate: str, v: bool | None, checks: list[Any]) -> str:
     parts = []
     for c in checks:
         value = number(c.value) if c.value is not None else "-"
-        mark = "" if c.passed else " (skipped)" if c.passed is None else " FAIL"
+        # a part is marked only where it differs from the verdict of the whole line
+        mark = " FAIL" if c.passed is False else ""
+        mark = " (skipped)" if c.passed is None and v is not None else mark
         parts.append(f"{c.variant} {value}{mark}" if c.variant else f"{value}{mark}")
     why = {c.reason for c in checks if c.reason}
     tail = f" ({'; '.join(sorted(why))})" if why else ""

@@ -113,6 +113,7 @@ def _metrics_table(s: Any) -> str:
             ("rows", lambda v: v.rows),
             ("errors", lambda v: v.errors),
             ("truncated", lambda v: v.truncated),
+            ("closed early", lambda v: v.closed_early),
         )
     ]
     for m in s.metrics:

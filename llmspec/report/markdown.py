@@ -18,12 +18,16 @@ def render(results: Any) -> str:
             lines.append(f"_{s.description}_")
         lines.append("")
         if s.variants:
-            lines.append("| variant | rows | errors | truncated | " + " | ".join(s.metrics) + " |")
-            lines.append("|---" * (4 + len(s.metrics)) + "|")
+            lines.append(
+                "| variant | rows | errors | truncated | closed early | "
+                + " | ".join(s.metrics)
+                + " |"
+            )
+            lines.append("|---" * (5 + len(s.metrics)) + "|")
             for v in s.variants:
                 vals = [with_interval(v.metrics.get(m), m) for m in s.metrics]
                 lines.append(
-                    f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | "
+                    f"| `{v.name}` | {v.rows} | {v.errors} | {v.truncated} | {v.closed_early} | "
                     + " | ".join(vals)
                     + " |"
                 )

@@ -29,6 +29,7 @@ def suite_lines(s: Any) -> list[str]:
             ["rows", *(str(v.rows) for v in s.variants)],
             ["errors", *(str(v.errors) for v in s.variants)],
             ["truncated", *(str(v.truncated) for v in s.variants)],
+            ["closed early", *(str(v.closed_early) for v in s.variants)],
         ]
         rows += [[m, *(with_interval(v.metrics.get(m), m) for v in s.variants)] for m in s.metrics]
         lines += table(header, rows)

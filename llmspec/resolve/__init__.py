@@ -55,28 +55,29 @@ class ResolvedProject:
     columns: dict[str, frozenset[str]] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
     knowledge_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    scans: dict[str, Any] = field(default_factory=dict)  # dataset -> data.Scan of its file
     gates: dict[str, tuple[Gate, ...]] = field(default_factory=dict)
     metrics: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
     def constraint(self, prompt: str) -> Any:
         """A prompt's output constraint (`llmspec.constraints.Constraint`), or None."""
-        from llmspec.constraints import Constraint
+        from llmspec.constraints import from_output
 
         out = self.spec.prompts[prompt].output
         if out is None:
             return None
-        if out.schema_ is not None:
-            return Constraint("json_schema", self.schemas[out.schema_])
-        if out.regex is not None:
-            return Constraint("regex", out.regex)
-        return Constraint("choice", tuple(out.choice or ()))
+        data = out.model_dump(mode="json", by_alias=True)
+        return from_output(data, self.schemas.get(out.schema_) if out.schema_ else None)
 
 
-def resolve_project(vp: ValidProject, root: str | Path | None = None) -> ResolvedProject:
-    """Run every check; raise with every problem found, warnings included."""
+def resolve_project(
+    vp: ValidProject, root: str | Path | None = None, cache: Any = None
+) -> ResolvedProject:
+    """Run every check; raise with every problem found, warnings included. `cache` (a
+    `HashCache`) spares reading dataset files whose content was read before."""
     root = Path(root) if root is not None else vp.sources.root
-    c = Checker(vp, root)
+    c = Checker(vp, root, cache)
     for check in CHECKS:
         check(c)
     if c.diags:
@@ -89,6 +90,7 @@ def resolve_project(vp: ValidProject, root: str | Path | None = None) -> Resolve
         columns=c.columns,
         row_counts=c.counts,
         knowledge_files=c.knowledge_files,
+        scans=c.scans,
         gates=c.gates,
         metrics={k: tuple(m for m in v if m) for k, v in c.metrics.items()},
         warnings=tuple(sorted(c.warnings, key=Diagnostic.sort_key)),

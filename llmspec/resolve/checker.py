@@ -12,7 +12,9 @@ from llmspec.spec import SINGULAR
 
 
 class Checker:
-    def __init__(self, vp: Any, root: Path):
+    def __init__(self, vp: Any, root: Path, cache: Any = None):
+        from llmspec.hashing import HashCache
+
         self.p = vp.spec
         self.sources = vp.sources
         self.data = vp.data
@@ -21,8 +23,12 @@ class Checker:
         self.warnings: list[Diagnostic] = []
         # resolved for later stages
         self.schemas: dict[str, Any] = {}
+        self.schema_files: dict[str, Any] = {}  # schema name -> its file's SourceFile
+        self.invalid_schemas: set[str] = set()  # reported already (E033, E034)
         self.columns: dict[str, frozenset[str]] = {}
         self.counts: dict[str, int] = {}
+        self.cache = cache if cache is not None else HashCache(None)
+        self.scans: dict[str, Any] = {}  # dataset -> data.Scan: its file read once
         self.knowledge_files: dict[str, tuple[Path, ...]] = {}
         self.gates: dict[str, tuple[Any, ...]] = {}
         self.metrics: dict[str, list[dict[str, Any] | None]] = {}

@@ -52,10 +52,11 @@ def _columns(c: Any, name: str, d: Any) -> tuple[frozenset[str], int] | None:
         )
         return None
     try:
-        cols, n = data.common_columns(data.read_rows(target, fmt, shown_path(target)))
+        scan = c.cache.dataset(target, fmt, shown_path(target))
     except LlmspecError as e:
         c.diags.extend(e.diagnostics)
         return None
-    if n == 0:
+    c.scans[name] = scan  # compile takes the digests from here: the file is not read again
+    if not scan.rows:
         c.warn("W001", f"dataset `{name}` has no rows", base + ("path",))
-    return frozenset(cols), n
+    return frozenset(scan.columns), len(scan.rows)

@@ -39,7 +39,7 @@ def _check_place(c: Any, name: str, t: Any, places: dict, hosts: dict) -> None:
     where = (t.runner, t.port, t.route.rstrip("/") or "/")
     if where in places:
         c.error(
-            "E065",
+            "E101",
             f"deployments `{places[where]}` and `{name}` are both at port {t.port} "
             f"route `{t.route}`",
             path + ("route",),
@@ -49,7 +49,7 @@ def _check_place(c: Any, name: str, t: Any, places: dict, hosts: dict) -> None:
     other = hosts.setdefault((t.runner, t.port), (t.host, name))
     if other[0] != t.host:
         c.error(
-            "E065",
+            "E101",
             f"deployment `{name}` listens on {t.host}:{t.port}, but `{other[1]}` "
             f"on {other[0]}:{t.port}: Ray Serve listens on one address per port",
             path + ("host",),
@@ -66,7 +66,7 @@ def check_drift(c: Any) -> None:
         path = ("models", name, "drift", "canaries")
         if c.ref("datasets", drift.canaries, path) and c.p.datasets[drift.canaries].path is None:
             c.error(
-                "E066",
+                "E102",
                 f"the canaries of model `{name}` must be a dataset read from a "
                 f"file; `{drift.canaries}` is generated",
                 path,

@@ -67,8 +67,18 @@ def _files(c: Any, name: str, base: Path, source: Any) -> list[Path]:
         found = {base}
     else:
         found: set[Path] = set()
-        for pattern in source.include:
-            for p in base.glob(pattern):
+        for i, pattern in enumerate(source.include):
+            try:
+                matches = list(base.glob(pattern))
+            except ValueError as e:
+                c.error(
+                    "E013",
+                    f"`include` pattern `{pattern}` of knowledge `{name}`: {e}",
+                    ("knowledge", name, "source", "include", i),
+                    "e.g. `**/*.md`: `**` stands alone between slashes",
+                )
+                return []
+            for p in matches:
                 found.add(p)
                 if len(found) > MAX_FILES:
                     c.error(
@@ -78,8 +88,16 @@ def _files(c: Any, name: str, base: Path, source: Any) -> list[Path]:
                         "narrow `include`, or split the source into several knowledge entries",
                     )
                     return []
-        for pattern in source.exclude:
-            found.difference_update(base.glob(pattern))
+        for i, pattern in enumerate(source.exclude):
+            try:
+                found.difference_update(list(base.glob(pattern)))
+            except ValueError as e:
+                c.error(
+                    "E013",
+                    f"`exclude` pattern `{pattern}` of knowledge `{name}`: {e}",
+                    ("knowledge", name, "source", "exclude", i),
+                )
+                return []
     out = []
     for p in sorted(found):
         rel = p.relative_to(base).parts if p != base else ()

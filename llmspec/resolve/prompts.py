@@ -34,50 +34,79 @@ def _decoded_locally(p: Any) -> set[str]:
 
 
 def _keyword_path(schema: Any, names: list[str], path: tuple = ()) -> tuple | None:
-    """Where in a schema the first of `names` appears as a key."""
-    if isinstance(schema, dict):
-        for k, v in schema.items():
-            if k in names:
-                return path + (k,)
-            found = _keyword_path(v, names, path + (k,))
-            if found:
-                return found
-    elif isinstance(schema, list):
-        for i, v in enumerate(schema):
-            found = _keyword_path(v, names, path + (i,))
-            if found:
-                return found
+    """Where in a schema the first of `names` appears as a keyword."""
+    from llmspec.jsonschemas import subschemas
+
+    for p, sub in subschemas(schema, path):
+        if isinstance(sub, dict):
+            for k in sub:
+                if k in names:
+                    return p + (k,)
     return None
 
 
 def _check_enforceable(c: Any, prompt: str, output: Any, schemas: dict) -> None:
-    from llmspec.constraints import check_enforceable
+    from llmspec.constraints import from_output
 
+    data = output.model_dump(mode="json", by_alias=True)
     if output.schema_ is not None:
         schema = schemas.get(output.schema_)
-        if not schema:
+        if not schema or output.schema_ in c.invalid_schemas:
             return
-        constraint = {"json_schema": schema}
-        path: KeyPath = ("schemas", output.schema_)
-    elif output.regex is not None:
-        constraint, path = {"regex": output.regex}, ("prompts", prompt, "output", "regex")
+        constraint = from_output(data, schema)
     else:
-        constraint, path = {"choice": list(output.choice)}, ("prompts", prompt, "output", "choice")
-    problem = check_enforceable(constraint)
-    if problem:
-        key = False
-        if output.schema_ is not None and set(c.p.schemas[output.schema_]) != {"file"}:
-            names = re.findall(r'"([^"]+)"', problem.partition("Unimplemented keys:")[2])
-            where = _keyword_path(constraint["json_schema"], names) if names else None
-            if where:
-                path, key = path + where, True
-        c.error(
+        constraint = from_output(data)
+        path = ("prompts", prompt, "output", "regex" if output.regex is not None else "choice")
+    problem = constraint.enforceable()
+    if not problem:
+        return
+    if output.schema_ is None:
+        c.error("E036", f"output of prompt `{prompt}` cannot be enforced while decoding: "
+                f"{problem}", path, "simplify the pattern")  # fmt: skip
+        return
+    from llmspec.relax import pointer
+    from llmspec.resolve.schemas import schema_loc
+
+    where, key, problem = _problem_path(constraint, problem)
+    at = f" (at {pointer(where)})" if where else ""
+    c.diags.append(
+        Diagnostic(
             "E036",
-            f"output of prompt `{prompt}` cannot be enforced while decoding: {problem}",
-            path,
-            "simplify the schema, or drop the unsupported keyword",
-            key=key,
+            f"output of prompt `{prompt}` cannot be enforced while decoding: {problem}{at}",
+            schema_loc(c, output.schema_, where, key=key),
+            "simplify the schema or drop the keyword; or set `enforce: best_effort` on the "
+            "prompt's output to enforce the rest and check this after the fact",
         )
+    )
+
+
+def _problem_path(constraint: Any, problem: str) -> tuple[tuple, bool, str]:
+    """Where in the schema the engine's refusal comes from, whether that is a key, and the
+    refusal as that part of the schema gets it."""
+    names = re.findall(r'"([^"]+)"', problem.partition("Unimplemented keys:")[2])
+    if problem.startswith("oneOf"):
+        names = ["oneOf"]
+    elif "min/maxProperties" in problem:
+        names = ["minProperties", "maxProperties"]
+    if names:
+        # an older draft's keyword the grammar saw under its 2020-12 name
+        old = {"dependentRequired": "dependencies", "dependentSchemas": "dependencies"}
+        where = _keyword_path(constraint.value, names + [old[n] for n in names if n in old])
+        if where:
+            return where, True, problem
+    node, problem = constraint.problem_path(problem)
+    sub: Any = constraint.value
+    try:
+        for part in node:
+            sub = sub[part]
+    except (KeyError, IndexError, TypeError):
+        return node, False, problem
+    if isinstance(sub, dict) and ("regex" in problem.lower() or "pattern" in problem):
+        if "pattern" in sub:
+            return node + ("pattern",), False, problem
+        if "patternProperties" in sub:
+            return node + ("patternProperties",), True, problem
+    return node, False, problem
 
 
 def _template_loc(c: Any, path: KeyPath, lineno: int) -> Loc:

@@ -312,6 +312,14 @@ def _check_gates(c: Any, name: str, s: Any, metrics: list[str]) -> tuple[Any, ..
     return tuple(gates)
 
 
+def _is_openai(base_url: str) -> bool:
+    """Whether a base_url is OpenAI's own API (api.openai.com, or Azure OpenAI)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "api.openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
+
+
 def _check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: Any) -> None:
     """Refuse a constraint the model's provider cannot honour; warn when `max_tokens` looks
     too small for the smallest valid output."""
@@ -333,14 +341,46 @@ def _check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: 
     schema = c.schemas.get(out.schema_) if out.schema_ else None
     if not isinstance(schema, dict):
         return
-    from llmspec.schemasize import smallest_instance_chars
+    if m.provider == "openai" and _is_openai(m.base_url):
+        from llmspec.jsonschemas import strict_problem
 
+        problem = strict_problem(schema)
+        if problem is not None:
+            c.warn(
+                "W011",
+                f"OpenAI's strict structured outputs reject schema `{out.schema_}` (prompt "
+                f"`{prompt}`, model `{model}`): {problem}",
+                ("suites", suite, "models", i),
+                "add `additionalProperties: false` to every object and list all its properties "
+                "in `required`; vLLM, llama.cpp's server and Ollama take the schema as it is",
+            )
+    from llmspec.schemasize import smallest_instance_chars, typical_instance_chars
+
+    steered = out.on_budget == "close" and PROVIDERS[m.provider].engine == "llguidance"
+    budget = m.params.max_tokens
+    where = ("models", model, "params", "max_tokens")
     chars = smallest_instance_chars(schema)
-    if chars is not None and m.params.max_tokens * 4 < chars:
+    if chars is not None and budget * 4 < chars:
         c.warn(
             "W010",
-            f"max_tokens {m.params.max_tokens} of model `{model}` is likely too small for prompt "
+            f"max_tokens {budget} of model `{model}` is likely too small for prompt "
             f"`{prompt}`: its smallest valid output is {chars} characters",
-            ("models", model, "params", "max_tokens"),
+            where,
             "raise `params.max_tokens`; a cut-off output is recorded as truncated, not valid",
+        )
+        return
+    typical = typical_instance_chars(schema)
+    if typical is not None and budget * 4 < typical:
+        fate = (
+            "closed early with the shortest completion that fits (finish: budget)"
+            if steered
+            else "cut off and recorded as truncated"
+        )
+        c.warn(
+            "W013",
+            f"max_tokens {budget} of model `{model}` is likely too small for a typical output "
+            f"of prompt `{prompt}` ({typical} characters): many outputs would be {fate}",
+            where,
+            f"raise `params.max_tokens` to at least {-(-typical // 4)} (about 4 characters a "
+            "token)",
         )

@@ -9,6 +9,8 @@ whose required gate failed is blocked; neither stops independent jobs.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -39,6 +41,10 @@ OnStart = Callable[[str], None]
 class Runner(Protocol):
     name: str
 
+    def prepare(self, jobs: list[Any], root: Any = None) -> None:
+        """Start what `run` will need for these jobs (Ray, actors) in the background, so that
+        it comes up while the plan is printed; returns at once. Optional to call."""
+
     def run(
         self,
         graph: Any,
@@ -54,6 +60,79 @@ class Runner(Protocol):
 def make_runner(name: str, **options: Any) -> Runner:
     module, _, attr = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), attr)(**options)
+
+
+SMALL_PLAN_ROWS = 256
+"""A plan with at most this many generations (rows x repeats) for at most one model replica is
+small: starting Ray (seconds) would cost more than anything it could run in parallel."""
+
+
+def small_plan(jobs: list[Any]) -> str | None:
+    """Why `jobs` are small enough to run in this process without Ray, or None.
+
+    Small: every model-bound job is for one model, which has one replica, and the jobs
+    generate at most `SMALL_PLAN_ROWS` rows. Ray could not run anything side by side that is
+    worth its start-up then.
+    """
+    from llmspec.jobs import kind
+
+    pools = {j.pool for j in jobs if j.pool.startswith("model:")}
+    if len(pools) > 1:
+        return None
+    replicas = {int(j.resources.get("replicas", 1)) for j in jobs if j.pool in pools}
+    if any(r > 1 for r in replicas):
+        return None
+    rows = 0
+    for j in jobs:
+        rec = kind(j.kind)
+        rows += rec.rows(j) if rec.rows is not None else 0
+    if rows > SMALL_PLAN_ROWS:
+        return None
+    models = "one model replica" if pools else "no model"
+    return f"{rows} generation{'s' if rows != 1 else ''}, {models}"
+
+
+def threads_for(configured: int | None) -> int:
+    """Threads per model replica: the profile's `threads`, else OMP_NUM_THREADS, else 1.
+
+    One thread per replica is the default: replicas and the other work of an apply run side by
+    side, and torch's default (a thread per core in every process) oversubscribes the machine
+    (measured on 2 busy cores: 2 threads took 10x as long as 1 for the same work).
+
+    >>> threads_for(3), threads_for(None) >= 1
+    (3, True)
+    """
+    if configured:
+        return int(configured)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) >= 1 else 1
+
+
+def use_threads(n: int) -> dict[str, str | None]:
+    """Make this process's torch (and OpenMP, MKL, llama.cpp) use `n` threads, whether torch is
+    loaded yet or not; returns what the environment held before, for `restore_threads`."""
+    before = {k: os.environ.get(k) for k in THREAD_VARS}
+    for k in THREAD_VARS:
+        os.environ[k] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        before["torch"] = str(torch.get_num_threads())
+        torch.set_num_threads(n)
+    return before
+
+
+def restore_threads(before: dict[str, str | None]) -> None:
+    for k in THREAD_VARS:
+        if before.get(k) is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = before[k]  # type: ignore[assignment]
+    torch = sys.modules.get("torch")
+    if torch is not None and before.get("torch"):
+        torch.set_num_threads(int(before["torch"]))  # type: ignore[arg-type]
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def blocked_by(job: Any, finished: dict[str, Outcome]) -> Outcome | None:

@@ -6,14 +6,32 @@ from __future__ import annotations
 from typing import Any
 
 from llmspec.jobs import Deps, JobContext
-from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+from llmspec.runner import (
+    OnOutcome,
+    OnStart,
+    Outcome,
+    OutputOf,
+    blocked_by,
+    execute,
+    restore_threads,
+    threads_for,
+    use_threads,
+)
 
 
 class InlineRunner:
+    """Runs jobs here, one after another, with `threads` torch threads (the profile's, else
+    OMP_NUM_THREADS, else 1), as one Ray replica would; the process's setting is restored at
+    the end of `run`."""
+
     name = "inline"
 
-    def __init__(self, **options: Any):
+    def __init__(self, profile: Any = None, **options: Any):
         self.ctx = JobContext()
+        self.threads = threads_for(getattr(profile, "threads", None))
+
+    def prepare(self, jobs: list[Any], root: Any = None) -> None:
+        """Nothing to start ahead of `run`."""
 
     def run(
         self,
@@ -23,8 +41,22 @@ class InlineRunner:
         on_start: OnStart,
         on_outcome: OnOutcome,
     ) -> None:
+        before = use_threads(self.threads)
+        try:
+            self._run(jobs, output_of, on_start, on_outcome)
+        finally:
+            restore_threads(before)
+
+    def _run(
+        self, jobs: list[Any], output_of: OutputOf, on_start: OnStart, on_outcome: OnOutcome
+    ) -> None:
+        from llmspec.runner.interrupts import current
+
+        stop = current()
         finished: dict[str, Outcome] = {}
         for job in jobs:
+            if stop.requested:  # first Ctrl-C: what ran is stored, nothing new starts
+                raise KeyboardInterrupt
             early = blocked_by(job, finished)
             if early is not None:
                 finished[job.id] = early

@@ -46,6 +46,13 @@ class RunnerProfile(BaseModel):
         2, ge=1, le=256, description="workers for jobs not bound to a model (scoring, indexing)"
     )
     allow_unauthenticated: Bool = False
+    threads: Int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch/OpenMP threads per model replica (and for the inline runner); "
+        "default: OMP_NUM_THREADS, else 1",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -54,10 +61,21 @@ class RunnerProfile(BaseModel):
 
 def load_profile(name: str, root: Path) -> RunnerProfile:
     """`--runner NAME`: a file `runners/NAME.yaml` (project folder first, then the current
-    one), or the built-in `local` (embedded Ray) and `inline` (this process, no Ray)."""
+    one), or the built-in `local` (embedded Ray) and `inline` (this process, no Ray).
+
+    A profile file may not take a built-in name: `runners/local.yaml` in a pull request would
+    otherwise send every default apply (and its data) wherever the file says."""
     for base in (root, Path.cwd()):
         path = base / "runners" / f"{name}.yaml"
         if path.is_file():
+            if name in BUILTIN:
+                raise LlmspecError.one(
+                    "E074",
+                    f"runner profile {path} would replace the built-in runner `{name}`",
+                    Loc(str(path)),
+                    "give the profile another name (runners/laptop.yaml) and pass "
+                    "`--runner laptop`",
+                )
             return _read(path)
     if name == "local":
         address = os.environ.get("RAY_ADDRESS")
@@ -157,6 +175,19 @@ def check_reachable(address: str, where: str, timeout: float = 3.0) -> None:
             Loc(where),
             "is the cluster running? check RAY_ADDRESS or the profile's `address`",
         ) from None
+
+
+def describe(profile: RunnerProfile, name: str) -> str:
+    """What a runner will do, for apply to say before it starts.
+
+    >>> describe(RunnerProfile(), "local")
+    'runner `local`: an embedded Ray on 127.0.0.1'
+    """
+    if profile.runner == "inline":
+        return f"runner `{name}`: this process, no Ray"
+    if profile.embedded:
+        return f"runner `{name}`: an embedded Ray on 127.0.0.1"
+    return f"runner `{name}`: the Ray cluster at {profile.address}"
 
 
 def check_address(profile: RunnerProfile, where: str) -> None:

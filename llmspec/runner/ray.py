@@ -21,10 +21,20 @@ from __future__ import annotations
 
 import collections
 import os
+from pathlib import Path
 from typing import Any
 
 from llmspec.jobs import Deps, JobContext
-from llmspec.runner import OnOutcome, OnStart, Outcome, OutputOf, blocked_by, execute
+from llmspec.runner import (
+    OnOutcome,
+    OnStart,
+    Outcome,
+    OutputOf,
+    blocked_by,
+    execute,
+    threads_for,
+    use_threads,
+)
 from llmspec.runner.inline import InlineRunner
 from llmspec.runner.profile import RunnerProfile, check_address
 
@@ -33,29 +43,103 @@ DRIVER = "driver"
 
 
 class _Worker:
-    """Runs jobs in a Ray actor; the job context (models, embedders) lives as long as it."""
+    """Runs jobs in a Ray actor; the job context (models, embedders) lives as long as it.
+
+    `threads` is set before anything loads torch (Ray sets OMP_NUM_THREADS to the actor's CPUs
+    otherwise, rounded), and never makes the worker import torch itself: an echo or remote
+    model's worker stays light."""
 
     def __init__(self, threads: int):
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        use_threads(threads)
         self.ctx = JobContext()
         self.threads = threads
-        self._torch_threads_set = False
 
     def run(self, job: Any, roles: list[str], *values: tuple[Any, dict]) -> Outcome:
         deps = Deps.of(dict(zip(roles, values, strict=True)))
-        if not self._torch_threads_set:
-            try:
-                import torch
-
-                torch.set_num_threads(self.threads)
-            except ImportError:
-                pass
-            self._torch_threads_set = True
         return execute(job, deps, self.ctx)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def threads_in_use(self, load_torch: bool = False) -> dict[str, Any]:
+        """What this worker runs with: OMP_NUM_THREADS, torch's threads (when loaded), and
+        where llmspec came from."""
+        import sys
+
+        import llmspec
+
+        if load_torch:
+            import torch  # noqa: F401
+        torch = sys.modules.get("torch")
+        return {
+            "omp": os.environ.get("OMP_NUM_THREADS"),
+            "torch": torch.get_num_threads() if torch is not None else None,
+            "llmspec": llmspec.__file__,
+        }
+
+
+class _DriverPaths(list):
+    """The folders Ray puts first on every worker's `sys.path` (the driver's working folder
+    and script folder), less any that holds another `llmspec`: a checkout named `llmspec/` in
+    the folder apply runs from must not replace, in the workers, the llmspec this process
+    runs (it did: `ImportError: cannot import name '__version__' from 'llmspec'`)."""
+
+    def extend(self, paths: Any) -> None:
+        super().extend(p for p in paths if not shadows_llmspec(p))
+
+
+def shadows_llmspec(folder: str) -> bool:
+    """Whether `folder` on sys.path would import another llmspec than this process's."""
+    from pathlib import Path
+
+    import llmspec
+
+    here = Path(folder)
+    if not ((here / "llmspec").exists() or (here / "llmspec.py").exists()):
+        return False
+    ours = Path(llmspec.__file__).resolve().parent.parent
+    try:
+        return here.resolve() != ours
+    except OSError:
+        return True
+
+
+class _Starter:
+    """Starts Ray (and the actor pools) on a thread of its own while the driver goes on.
+
+    The thread stays alive until the runner closes: the processes of an embedded Ray are
+    started with a parent-death signal, which Linux ties to the thread that started them, so
+    they would die with a thread that ended."""
+
+    def __init__(self, work: Any):
+        import threading
+
+        self.work = work
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="llmspec-ray-start", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        try:
+            self.work()
+        except BaseException as e:  # noqa: BLE001 - handed to the thread that waits
+            self.error = e
+        finally:
+            self.ready.set()
+        self.release.wait()
+
+    def wait(self) -> None:
+        while not self.ready.wait(0.1):  # short waits keep Ctrl-C working in the main thread
+            pass
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.release.set()
+        self.thread.join(5)
 
 
 def _loopback_only() -> None:
@@ -75,6 +159,77 @@ def _loopback_only() -> None:
         pass
 
 
+PIDS_FILE = "ray-processes.json"
+
+
+def _record_processes(state: Any) -> None:
+    """Note the embedded Ray's processes, so that the next apply can stop them if this one is
+    killed before it can (Ray's agents outlive a killed driver by a minute or more)."""
+    import json
+
+    try:
+        import ray
+
+        node = ray._private.worker._global_node
+        pids = [p.process.pid for procs in node.all_processes.values() for p in procs]
+        session = node.get_session_dir_path()
+    except Exception:  # noqa: BLE001 - Ray's internals moved: nothing to record
+        return
+    state.mkdir(parents=True, exist_ok=True)
+    record = {"driver": os.getpid(), "pids": pids, "session": session}
+    (state / PIDS_FILE).write_text(json.dumps(record))
+
+
+def reap_processes(state: Any) -> list[int]:
+    """Stop what a killed apply's embedded Ray left running (its driver is gone); the pids it
+    stopped."""
+    import json
+
+    path = state / PIDS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    import psutil
+
+    if psutil.pid_exists(int(data.get("driver", 0))):
+        return []  # that apply is still running (the run lock keeps it alone)
+    session = str(data.get("session") or "")
+    recorded = {int(p) for p in data.get("pids", [])}
+    stopped = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            # its processes and the agents they started: all name the session's folder
+            if proc.pid in recorded or (session and session in cmdline):
+                if "ray" not in cmdline.lower():
+                    continue  # a recorded pid reused by something else
+                proc.kill()
+                stopped.append(proc.pid)
+        except (psutil.Error, ValueError):
+            continue
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+def _quiet_thread_start() -> None:
+    """Ray warns that it sets no SIGTERM handler when started off the main thread: set the one
+    it would have (exit, so that Ray shuts down at exit) here, and drop the warning."""
+    import logging
+    import signal
+    import sys
+    import threading
+
+    class _NoSigtermNotice(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "SIGTERM handler is not set" not in record.getMessage()
+
+    logging.getLogger("ray._private.worker").addFilter(_NoSigtermNotice())
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
 class RayRunner:
     name = "ray"
 
@@ -85,18 +240,42 @@ class RayRunner:
         self.pools: dict[str, list[Any]] = {}
         self.shapes: dict[str, tuple[int, float, float]] = {}
         self.driver_ctx = JobContext()
+        self.threads = threads_for(self.profile.threads)
+        self._starter: _Starter | None = None
+        self.state: Path | None = None  # where an embedded Ray's processes are recorded
 
     # -- Ray lifecycle -----------------------------------------------------------------------
 
+    def prepare(self, jobs: list[Any], root: Path | None = None) -> None:
+        """Start Ray and these jobs' actor pools on a thread, while the caller prints the plan;
+        `run` waits for it. A plan with nothing for a worker starts nothing. `root`: the
+        project's folder, where an embedded Ray records its processes."""
+        if root is not None:
+            self.state = Path(root) / ".llmspec" / "tmp"
+        if self._starter is not None or not any(j.pool != DRIVER for j in jobs):
+            return
+        check_address(self.profile, self.where)  # refuse at once, before any thread
+        _quiet_thread_start()
+        self._starter = _Starter(lambda: self._start_pools(jobs))
+
+    def _start_pools(self, jobs: list[Any]) -> None:
+        self.start()
+        shapes = self._plan_pools(jobs)
+        for name, shape in shapes.items():
+            self._pool(name, shape)
+
     def start(self) -> None:
         import ray
+        from ray.job_config import JobConfig
 
         p = self.profile
         check_address(p, self.where)
         if ray.is_initialized():
             return
+        job_config = JobConfig(runtime_env=p.runtime_env or None)
+        job_config._py_driver_sys_path = _DriverPaths(job_config._py_driver_sys_path)
         kwargs: dict[str, Any] = {
-            "runtime_env": p.runtime_env or None,
+            "job_config": job_config,
             "log_to_driver": False,
             "configure_logging": False,
             "include_dashboard": False,
@@ -127,20 +306,33 @@ class RayRunner:
             if is_loopback(address):  # a cluster on this machine: reach it on 127.0.0.1
                 _loopback_only()
             kwargs["address"] = address
+        if p.embedded and self.state is not None:
+            reap_processes(self.state)  # what a killed apply's Ray left running
         ray.init(**{k: v for k, v in kwargs.items() if v is not None})
         self.started = True
+        if p.embedded and self.state is not None:
+            _record_processes(self.state)
 
     def close(self) -> None:
         import sys
 
-        if "ray" not in sys.modules:
-            return
-        import ray
+        starter, self._starter = self._starter, None
+        if starter is not None:
+            try:
+                starter.wait()
+            except BaseException:  # noqa: BLE001 - reported by run; here only shut down
+                pass
+        if "ray" in sys.modules:
+            import ray
 
-        self._drop_pools()
-        if self.started and ray.is_initialized():
-            ray.shutdown()
-            self.started = False
+            self._drop_pools()
+            if self.started and ray.is_initialized():
+                ray.shutdown()
+                self.started = False
+                if self.state is not None:
+                    (self.state / PIDS_FILE).unlink(missing_ok=True)
+        if starter is not None:
+            starter.stop()
 
     # -- pools -------------------------------------------------------------------------------
 
@@ -188,8 +380,7 @@ class RayRunner:
                 max_task_retries=0,
                 max_concurrency=1,
             )
-            threads = max(1, int(round(cpus))) if cpus else 1
-            self.pools[name] = [cls.remote(threads) for _ in range(replicas)]
+            self.pools[name] = [cls.remote(self.threads) for _ in range(replicas)]
         return self.pools[name]
 
     # -- the loop ----------------------------------------------------------------------------
@@ -214,6 +405,10 @@ class RayRunner:
             return
         if all(j.pool == DRIVER for j in jobs):  # nothing for a worker: no need for Ray
             return InlineRunner().run(graph, jobs, output_of, on_start, on_outcome)
+        if self.state is None:
+            self.state = graph.root / ".llmspec" / "tmp"
+        if self._starter is not None:
+            self._starter.wait()
         self.start()
         shapes = self._plan_pools(jobs)
         idle = {name: collections.deque(self._pool(name, shapes[name])) for name in shapes}
@@ -258,7 +453,13 @@ class RayRunner:
                 ready[job.pool].append(job)
             waiting[:] = still
 
+        from llmspec.runner.interrupts import current
+
+        stop = current()
+
         def submit() -> None:
+            if stop.requested:  # first Ctrl-C: let what runs finish, start nothing new
+                return
             for name, queue in ready.items():
                 if name == DRIVER:
                     continue
@@ -279,8 +480,8 @@ class RayRunner:
         try:
             promote()
             submit()
-            while in_flight or ready[DRIVER]:
-                if ready[DRIVER]:  # cheap work, in this process, while workers run
+            while in_flight or (ready[DRIVER] and not stop.requested):
+                if ready[DRIVER] and not stop.requested:  # cheap work, here, while workers run
                     job = ready[DRIVER].popleft()
                     on_start(job.id)
                     finish(job, execute(job, Deps(job.deps, output_of), self.driver_ctx))
@@ -308,6 +509,8 @@ class RayRunner:
                         error=f"worker crashed {crashes[job.id]} times: {type(e).__name__}",
                     )
                 finish(job, outcome)
+            if stop.requested:
+                raise KeyboardInterrupt  # what was running has finished and is stored
             for job in waiting:  # unreachable: a dependency never finished
                 o = Outcome(job.id, "skipped", error="a dependency did not finish")
                 on_outcome(o)

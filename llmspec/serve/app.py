@@ -340,7 +340,9 @@ class ServedModel:
                 self.retrieval["top_k"],
             )
         texts = None if contexts is None else [[x["text"] for x in cs] for cs in contexts]
-        inputs = {"prompt": self.prompt, "model": {"params": self.params}, "schema": None}
+        # each call's constraint replaces the declared one below: render without it
+        prompt = self.prompt | {"output": None}
+        inputs = {"prompt": prompt, "model": {"params": self.params}, "schema": None}
         requests, slots = render_requests(inputs, [c.row for c in calls], texts, 0, 1)
         answers: list[Answer | None] = [None] * len(calls)
         for i, _rep, err in slots:

@@ -98,6 +98,20 @@ class OpenAIModel(Spec):
     timeout_s: Float = Field(60, gt=0)
     max_retries: Int = Field(4, ge=0, le=20)
     drift: Drift | None = Field(None, description="canary prompts for `llmspec drift`")
+    circuit_breaker: Int = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description="consecutive failed attempts (connection errors, timeouts, 5xx) after which "
+        "the server is taken for down: the shard's other rows fail at once, and the next shard "
+        "sends one probe first; 0: never",
+    )
+    max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
+        "auto",
+        description="the request field that carries params.max_tokens: max_tokens (vLLM, "
+        "llama.cpp, Ollama), max_completion_tokens (newer OpenAI models), or auto: max_tokens, "
+        "switching when the server asks for max_completion_tokens",
+    )
 
 
 class EchoModel(Spec):
@@ -138,17 +152,49 @@ PROVIDERS = tuple(MODEL_TYPES)
 
 
 class Output(Spec):
-    """The constraint a generation must satisfy: one of a schema, a regex or a list of choices."""
+    """The constraint a generation must satisfy: one of a schema, a regex or a list of choices,
+    and how it is enforced."""
 
     schema_: Name | None = Field(None, alias="schema", description="a name under `schemas`")
     regex: Str | None = None
     choice: tuple[Str, ...] | None = Field(None, min_length=1)
+    on_budget: Literal["close", "truncate"] = Field(
+        "close",
+        description="close: when max_tokens is about to cut the output off, steer it onto a "
+        "shortest completion so it ends valid (token-enforcing providers); truncate: let it "
+        "be cut (recorded as truncated)",
+    )
+    enforce: Literal["strict", "best_effort"] = Field(
+        "strict",
+        description="schemas: strict refuses a schema the engine cannot enforce whole; "
+        "best_effort enforces what it can, checks the rest after the fact and resamples a "
+        "violating row",
+    )
+    retries: Int = Field(
+        3, ge=0, le=20, description="best_effort: resamples of a row that violates the schema"
+    )
+    whitespace_flexible: Bool | None = Field(
+        None, description="schemas: allow any JSON whitespace (default: compact JSON)"
+    )
+    whitespace_pattern: Str | None = Field(
+        None, description="schemas: a regex for the whitespace allowed between tokens"
+    )
+    separators: tuple[Str, Str] | None = Field(
+        None, description='schemas: item and key separators, default [", ", ": "]'
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Output:
         given = [k for k in ("schema_", "regex", "choice") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of `schema`, `regex` or `choice`")
+        if self.schema_ is None:
+            json_only = ("whitespace_flexible", "whitespace_pattern", "separators")
+            for name in json_only:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"`{name}` applies to a `schema` output only")
+            if self.enforce != "strict":
+                raise ValueError("`enforce: best_effort` applies to a `schema` output only")
         return self
 
 
@@ -333,7 +379,9 @@ class Project(Spec):
     description: Str | None = None
     models: dict[Name, Model] = {}
     schemas: dict[Name, dict[str, Any]] = Field(
-        {}, description="JSON Schemas (Draft 2020-12), inline or as {file: path}"
+        {},
+        description="JSON Schemas, inline or as {file: path}; checked under the draft their "
+        "`$schema` names (draft-04, -06, -07, 2019-09, 2020-12; 2020-12 when none)",
     )
     prompts: dict[Name, Prompt] = {}
     knowledge: dict[Name, Knowledge] = {}
@@ -376,6 +424,9 @@ OUTPUT_NEUTRAL: dict[str, str] = {
     "OpenAIModel.timeout_s": "how long to wait; a timed-out row is retried, never stored",
     "OpenAIModel.max_retries": "how often to retry; a failed row is never stored",
     "Drift.every": "how often a schedule probes the model; a probe is never reused",
+    "OpenAIModel.max_tokens_param": "the name the server takes for the same output limit",
+    "OpenAIModel.circuit_breaker": "when to stop calling a server that is down; a failed "
+    "shard is never stored",
     "HttpTarget.token": "a secret reference; secrets never enter keys",
     "RayServeTarget.api_key": "a secret reference; secrets never enter keys (a new key in the "
     "environment is shipped by the next apply)",

@@ -33,7 +33,7 @@ def check(c: Any, name: str, target: Any) -> None:
         )
     if not _loopback(target.host) and target.api_key is None:
         c.error(
-            "E064",
+            "E100",
             f"deployment `{name}` listens on `{target.host}` without an API key",
             base + ("host",),
             "anyone who can reach that address could use the model: add `api_key: "

@@ -117,9 +117,9 @@ def events(logs: set[Path]) -> list[dict]:
     return out
 
 
-def store_files(root: Path) -> list[Path]:
-    folder = root / ".llmspec" / "store"
-    return sorted(folder.glob("*/*.json")) if folder.is_dir() else []
+def stored(root: Path) -> dict[str, str]:
+    """Key -> job of every readable store entry."""
+    return {s.key: s.job for s in Store(root).records()}
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -284,7 +284,7 @@ def test_sigkill_mid_apply_then_resume(
         assert killed, f"the apply was not killed (rc {proc.returncode}): {out}{err}"
     killed_logs = run_logs(root) - logs_before
     store_dir = root / ".llmspec" / "store"
-    stored_at_kill = set(store_files(root))
+    stored_at_kill = stored(root)
 
     # The lock is the previous one or a complete, valid new one: never a partial file.
     now = lock_bytes(root)
@@ -315,8 +315,8 @@ def test_sigkill_mid_apply_then_resume(
     assert not twice, f"jobs ran to completion twice: {twice[:5]}"
     # The resume ran exactly the jobs whose results the killed run had not stored yet.
     rerun = sorted(e["job"] for e in events(resumed_logs) if e.get("event") == "done")
-    new = set(store_files(root)) - stored_at_kill
-    assert rerun == sorted(json.loads(p.read_text())["job"] for p in new)
+    new = set(stored(root)) - set(stored_at_kill)
+    assert rerun == sorted(stored(root)[k] for k in new)
     if moment == "after-store-write":
         # the base apply's results (a generate and a score job per row, then summary, gate,
         # deploy) and the `at` results the killed run stored
@@ -325,9 +325,9 @@ def test_sigkill_mid_apply_then_resume(
     assert lock_bytes(root) == reference_lock
     left = [p for p in temp_files(root) if store_dir not in p.parents]
     assert not left, f"temp files left after the resume: {left}"
-    # A kill in the middle of a store write may leave that write's temp file in the store (a
-    # known, harmless leftover): it is never taken for a result.
-    assert Store(root).keys() == {f"sha256:{p.stem}" for p in store_files(root)}
+    # A kill in the middle of a store write may leave that record cut short in the pack: it is
+    # never taken for a result (every key the store lists reads back).
+    assert Store(root).keys() == set(stored(root))
     plan = cli(root, "plan", "--detailed-exitcode")
     assert plan.returncode == 0 and "No changes" in plan.stdout, plan.stdout + plan.stderr
 
@@ -369,17 +369,25 @@ def test_ctrl_c_writes_the_lock_for_finished_jobs_then_resumes(
 
 @pytest.mark.parametrize("then", ["apply", "change-metrics-then-apply"])
 def test_damaged_store_entry_runs_again(tmp_path: Path, then: str) -> None:
-    """Store entries are not fsynced: after a power cut one may be empty or cut short. The
-    store treats such an entry as missing, so the next apply must run its job again (and a job
-    that depends on it must not fail for want of it)."""
+    """Store entries are not fsynced: after a power cut a record may be zeros, whole or in
+    part. The store treats such an entry as missing, so the next apply must run its job again
+    (and a job that depends on it must not fail for want of it)."""
     root = write_project(tmp_path / "p", rows=6, shard_rows=2)
     r = invoke("apply", "-q", str(root))
     assert r.exit_code == 0, r.output
     lock = lock_bytes(root)
-    by_job = {json.loads(p.read_text())["job"]: p for p in store_files(root)}
-    by_job["generate.quality.preview.0"].write_bytes(b"")
-    cut = by_job["generate.quality.preview.2"]
-    cut.write_bytes(cut.read_bytes()[:40])
+    folder = root / ".llmspec" / "store"
+    spans = {}
+    for line in (folder / "records.idx").read_text().splitlines():
+        h, offset, length, _crc = line.split(" ")
+        spans[stored(root)[f"sha256:{h}"]] = (int(offset), int(length))
+    with (folder / "records.pack").open("r+b") as fh:
+        offset, length = spans["generate.quality.preview.0"]
+        fh.seek(offset)
+        fh.write(b"\0" * length)
+        offset, length = spans["generate.quality.preview.2"]
+        fh.seek(offset + 40)
+        fh.write(b"\0" * (length - 40))
 
     if then == "change-metrics-then-apply":
         spec = (root / "llmspec.yaml").read_text(encoding="utf-8")
@@ -394,7 +402,10 @@ def test_damaged_store_entry_runs_again(tmp_path: Path, then: str) -> None:
         assert summary_line(r.stdout).startswith("Apply: 2 ran")
         assert lock_bytes(root) == lock
     store = Store(root)
-    assert all(store.get(f"sha256:{p.stem}") is not None for p in store_files(root))
+    assert all(store.get(k) is not None for k in store.keys())
+    assert {"generate.quality.preview.0", "generate.quality.preview.2"} <= set(
+        stored(root).values()
+    )
     r = invoke("plan", str(root), "--detailed-exitcode")
     assert r.exit_code == 0, r.output
 
@@ -436,12 +447,12 @@ def test_lock_is_byte_identical_across_folders_and_hash_seeds(tmp_path: Path) ->
 
 
 def _assert_refused(root: Path, plan_file: Path, why: str) -> None:
-    lock, stored, logs = lock_bytes(root), store_files(root), events(run_logs(root))
+    lock, before, logs = lock_bytes(root), stored(root), events(run_logs(root))
     r = invoke("apply", str(root), "--plan", str(plan_file))
     assert r.exit_code == 1, r.output
     assert "saved plan is stale" in r.stderr and why in r.stderr, r.stderr
     assert lock_bytes(root) == lock
-    assert store_files(root) == stored
+    assert stored(root) == before
     assert events(run_logs(root)) == logs  # refused before a run started
 
 
@@ -503,7 +514,7 @@ def test_run_lock_refuses_a_second_apply_and_a_killed_holder_is_stale(tmp_path: 
         assert "another apply is running" in r.stderr
         assert f"pid {holder.pid} on {socket.gethostname()}" in r.stderr
         assert elapsed < 5, f"refusal took {elapsed:.1f}s"
-        assert lock_bytes(root) is None and not store_files(root)
+        assert lock_bytes(root) is None and not stored(root)
     finally:
         holder.kill()
         holder.wait(timeout=10)
@@ -626,3 +637,89 @@ def test_plan_locked_fails_until_applied(tmp_path: Path) -> None:
     shutil.rmtree(root / ".llmspec" / "store")
     r = invoke("plan", str(root), "--locked")
     assert r.exit_code == 0, r.output
+
+
+# -- 7. what an apply that ran nothing leaves, and a first Ctrl-C ---------------------------
+
+
+def test_a_shard_whose_every_row_fails_to_render_is_a_failed_job(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path / "p", rows=2, shard_rows=2, template="{{ question.__class__.__name__ }}"
+    )
+    r = invoke("validate", str(root))
+    assert r.exit_code == 1 and "error[E043]" in r.stderr  # caught at validate already
+    # past validate (a row value the sandbox refuses at render time): the job fails, loudly
+    root = write_project(tmp_path / "q", rows=2, shard_rows=2, template="{{ question | attr(x) }}")
+    rows = [{"question": "q", "expected": "e", "x": "__class__"}] * 2
+    (root / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = invoke("apply", str(root))
+    assert r.exit_code == 1, r.output
+    assert "every row of this shard failed to render (2)" in r.stderr
+
+
+def test_an_apply_refused_before_anything_ran_leaves_the_lock_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    root = write_project(tmp_path / "p", rows=2, shard_rows=2)
+    assert invoke("apply", str(root)).exit_code == 0
+    before = lock_bytes(root)
+    spec = (
+        (root / "llmspec.yaml")
+        .read_text()
+        .replace("{provider: echo}", "{provider: echo, params: {seed: 8}}")
+    )
+    (root / "llmspec.yaml").write_text(spec)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    r = CliRunner().invoke(main, ["apply", str(root), "--runner", "local"])
+    assert r.exit_code == 1 and "error[E073]" in r.stderr, r.output
+    assert lock_bytes(root) == before  # no fact of a run that did not happen
+
+
+SLOW_HOOK = """
+import sys, time
+from llmspec.providers.echo import EchoProvider
+_generate = EchoProvider.generate
+def slow(self, requests):
+    time.sleep(1.0)
+    return _generate(self, requests)
+EchoProvider.generate = slow
+from llmspec.cli import main
+sys.argv = ["llmspec", "apply", "."]
+main()
+"""
+
+
+def test_a_first_ctrl_c_lets_the_running_job_finish(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", rows=6, shard_rows=1)
+    logs_before = run_logs(root)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_HOOK],
+        cwd=root,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    started = None
+    while time.monotonic() < deadline and started is None and proc.poll() is None:
+        new = run_logs(root) - logs_before
+        for e in events(new):
+            if e.get("event") == "start":
+                started = e["job"]
+        time.sleep(0.05)
+    assert started, "no job started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "letting the running jobs finish" in err
+    log = events(run_logs(root) - logs_before)
+    assert any(e.get("event") == "done" and e["job"] == started for e in log)  # it finished
+    assert [e["job"] for e in log if e.get("event") == "start"] == [started]  # nothing new
+    lock = parse_lock((root / "llmspec.lock").read_text(encoding="utf-8"), "llmspec.lock")
+    assert started in lock.jobs

@@ -71,7 +71,10 @@ def test_variants_judges_ab_and_baseline(tmp_path: Path, grader, monkeypatch) ->
     assert r.exit_code == 0, r.output
     # 4 variants: model x prompt; a judge call per generated row
     assert len(grader.calls) == 4 * 24
-    assert "skip  contains >= baseline - 0.1 [m/ask] = 1.000 (no baseline recorded yet)" in r.stdout
+    assert (
+        "skip  contains >= baseline - 0.1: m/ask 1.000, m/bare 0.000, n/ask 1.000, n/bare 0.000 "
+        "(no baseline recorded yet)"
+    ) in r.stdout
     data = json.loads(_invoke("report", str(root), "--format", "json").stdout)
     suite = next(s for s in data["suites"] if s["name"] == "answers")
     assert [v["name"] for v in suite["variants"]] == ["m/ask", "n/ask", "m/bare", "n/bare"]
@@ -101,14 +104,14 @@ def test_variants_judges_ab_and_baseline(tmp_path: Path, grader, monkeypatch) ->
     # the judge's scores moved; baseline gates now compare with the lock's previous values
     lock = json.loads((root / "llmspec.lock").read_text())
     assert lock["suites"]["answers"]["baseline"]["m/ask"]["contains"]["mean"] == 1.0
-    assert "pass  contains >= baseline - 0.1 [m/ask] = 1.000" in r.stdout
+    assert "pass  contains >= baseline - 0.1: m/ask 1.000, m/bare 0.000" in r.stdout
 
 
 def test_a_failed_gate_exits_3(tmp_path: Path, grader) -> None:
     root = _project(tmp_path, grader.url, threshold="0.9")
     r = _invoke("apply", str(root))
     assert r.exit_code == 3, r.output
-    assert "FAIL  contains.lcb95 >= 0.9 [m/bare] = 0.000" in r.stdout
+    assert "FAIL  contains.lcb95 >= 0.9: m/ask 1.000, m/bare 0.000 FAIL" in r.stdout
     assert "Gates failed: answers." in r.stdout
 
 

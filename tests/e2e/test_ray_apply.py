@@ -249,3 +249,64 @@ def test_ctrl_c_on_ray_keeps_finished_shards_and_resumes(tmp_path: Path, tiny_mo
     assert len(done) == len(set(done))  # nothing that finished ran again
     # 12 shards: a generate and a score job each, then the summary and the gate
     assert len(json.loads((project / "llmspec.lock").read_text())["jobs"]) == 26
+
+
+def test_the_ray_of_a_killed_apply_is_stopped_by_the_next(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Killed (SIGKILL) while its embedded Ray runs, an apply leaves Ray's processes behind;
+    the next apply's runner stops them before it starts its own."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from llmspec.runner.ray import PIDS_FILE, reap_processes
+
+    project = tmp_path / "killed"
+    project.mkdir()
+    (project / "llmspec.yaml").write_text(KILL_SPEC.replace("shard_rows: 8", "shard_rows: 1"))
+    (project / "rows.jsonl").write_text(
+        "".join(json.dumps({"i": i, "question": f"q{i}"}) + "\n" for i in range(64))
+    )
+    shutil.copytree(tiny_model_dir, project / "models" / "tiny")
+    env = dict(os.environ, LLMSPEC_RUNNER="local")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmspec", "apply", str(project), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pids_file = project / ".llmspec" / "tmp" / PIDS_FILE
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not pids_file.exists():
+        time.sleep(0.2)
+    assert pids_file.exists(), "the apply never started its Ray"
+    proc.kill()
+    proc.wait(timeout=30)
+    session = json.loads(pids_file.read_text())["session"]
+
+    def left() -> list[int]:
+        out = []
+        for p in psutil.process_iter(["cmdline", "status"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if session in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        return out
+
+    # Whatever of that Ray outlives its driver names the session's folder; stand in for a
+    # survivor (how long Ray's agents outlive a killed driver varies) with one that does too.
+    survivor = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "ray-agent", session]
+    )
+    assert survivor.pid in left()
+    stopped = reap_processes(pids_file.parent)
+    assert survivor.pid in stopped
+    survivor.wait(timeout=30)
+    assert set(left()) <= set(stopped)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(psutil.pid_exists(p) for p in stopped):
+        time.sleep(0.2)
+    while time.time() < deadline and left():
+        time.sleep(0.2)
+    assert left() == [] and not pids_file.exists()

@@ -59,7 +59,7 @@ def test_report_formats(applied, tmp_path: Path) -> None:
 
     md = cli.invoke(main, ["report", str(root), "--format", "markdown"]).stdout
     assert md.startswith("### llmspec results: `support-bot`")
-    assert "| variant | rows | errors | truncated | schema_valid |" in md
+    assert "| variant | rows | errors | truncated | closed early | schema_valid |" in md
     assert len(md.splitlines()) < 60  # short enough for a PR comment
 
     out = tmp_path / "results.xml"
@@ -97,3 +97,57 @@ def test_report_from_the_lock_without_a_store(applied, tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["report", str(copy)])
     assert r.exit_code == 0, r.output
     assert "Suite quality: passed (from the lock)" in r.stdout
+
+
+def test_html_report_in_chromium(applied, browser, tmp_path: Path) -> None:
+    """The HTML report in headless Chromium: one self-contained page (no request but its own
+    file), a chart per metric whose bars have the widths of the values, the row filter works."""
+    from tests.browser import open_page
+
+    root, _ = applied
+    out = tmp_path / "report.html"
+    r = CliRunner().invoke(main, ["report", str(root), "--format", "html", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(CliRunner().invoke(main, ["report", str(root), "--format", "json"]).stdout)
+
+    requests: list[str] = []
+    browser_visit = open_page(browser, "about:blank")
+    browser_visit.page.on("request", lambda req: requests.append(req.url))
+    browser_visit.page.goto(out.as_uri(), wait_until="load")
+    page = browser_visit.page
+    try:
+        assert page.title() == f"llmspec results: {data['project']}"
+        headings = page.locator("h2").all_inner_texts()
+        assert [h.split(":")[0] for h in headings] == [f"Suite {s['name']}" for s in data["suites"]]
+
+        quality = next(s for s in data["suites"] if s["name"] == "quality")
+        index = data["suites"].index(quality)
+        charts = page.locator(f"#suite-{index} ~ .charts").first.locator("svg.metric-chart")
+        plotted = charts.evaluate_all("els => els.map(e => e.dataset.metric)")
+        assert "rouge_l" in plotted and "judge" in plotted
+        # rouge_l lies in [0, 1]: each bar's rendered width is its mean's share of the axis
+        chart = page.locator(f"#suite-{index} ~ .charts").first.locator(
+            'svg.metric-chart[data-metric="rouge_l"]'
+        )
+        widths = chart.locator("rect.bar").evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().width)"
+        )
+        means = [v["metrics"]["rouge_l"]["mean"] for v in quality["variants"]]
+        assert len(widths) == len(means) and min(widths) >= 1
+        if max(means) > 0:
+            scale = max(widths) / max(means)
+            for w, m in zip(widths, means, strict=True):
+                assert abs(w - max(1.0, scale * m)) <= 1.5, (widths, means)
+
+        table = page.locator("table[id^=rows-]").first
+        before = table.locator("tbody tr:visible").count()
+        assert before > 0
+        page.locator("input.rowfilter").first.fill("no row holds this text")
+        assert table.locator("tbody tr:visible").count() == 0
+        page.locator("input.rowfilter").first.fill("")
+        assert table.locator("tbody tr:visible").count() == before
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        assert browser_visit.errors == []
+        assert requests == [out.as_uri()], "the report loads nothing but itself"
+    finally:
+        browser_visit.close()

@@ -11,7 +11,8 @@ from llmspec.cli import main
 from llmspec.spec import json_schema
 from tests.conftest import REPO
 
-HEAVY = ("ray", "torch", "transformers", "guidance", "sentence_transformers")
+HEAVY = ("ray", "torch", "transformers", "guidance", "sentence_transformers", "starlette",
+         "uvicorn")  # fmt: skip
 
 
 def test_committed_json_schema_matches_the_models() -> None:
@@ -39,7 +40,8 @@ def test_version_and_help() -> None:
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0 and "validate" in top.output and "Examples:" in top.output
     for cmd in ("validate", "schema", "tiny-model", "plan", "apply", "graph", "report",
-                "lock diff", "deploy status", "deploy export", "destroy", "drift"):  # fmt: skip
+                "lock diff", "runs", "view", "deploy status", "deploy export", "destroy",
+                "drift"):  # fmt: skip
         sub = runner.invoke(main, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
 
@@ -59,7 +61,7 @@ def test_validate_plan_graph_and_report_import_no_heavy_library(example_project)
         "r.invoke(main, ['--help'])\n"
         "r.invoke(main, ['schema'])\n"
         "r.invoke(main, ['validate', 'tests/golden/diagnostics/unknown_reference'])\n"
-        f"for cmd in ('validate', 'plan', 'graph', 'report'):\n"
+        f"for cmd in ('validate', 'plan', 'graph', 'report', 'runs'):\n"
         f"    res = r.invoke(main, [cmd, {str(example_project)!r}])\n"
         "    assert res.exit_code == 0, (cmd, res.output)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"

@@ -38,11 +38,9 @@ def _project(tmp_path: Path, gate: str, target: str) -> Path:
 
 
 def _outputs(root: Path) -> dict[str, dict]:
-    out = {}
-    for f in (root / ".llmspec" / "store").glob("*/*.json"):
-        rec = json.loads(f.read_text())
-        out[rec["job"]] = rec["output"]
-    return out
+    from llmspec.store import Store
+
+    return {s.job: s.output for s in Store(root).records()}
 
 
 def test_repeats_csv_and_export(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ def test_merge_conflicts_are_named_at_their_line(tmp_path: Path) -> None:
         (b"[" * 100_000 + b"]" * 100_000, 1),  # nested past the recursion limit
         (b'{"project": "demo",\n  "models": }\n', 2),  # plain JSON syntax error, now located
         (b'{"project": "demo", "models": {"m": {"n": ' + b"9" * 5000 + b"}}}", 1),
+        (b'{"project": "demo", "models": {"m": "\\ud800"}}', 1),  # a lone surrogate
     ],
 )
 def test_damaged_locks_are_located_errors(tmp_path: Path, content: bytes, line: int) -> None:

@@ -95,3 +95,58 @@ def test_newer_or_damaged_locks_are_diagnostics(bad: str) -> None:
     with pytest.raises(LlmspecError) as e:
         parse_lock(bad, "llmspec.lock")
     assert e.value.diagnostics[0].code in ("E080", "E081")
+
+
+def _applied(tmp_path: Path) -> Path:
+    root = _project(tmp_path / "p")
+    assert CliRunner().invoke(main, ["apply", str(root)]).exit_code == 0
+    return root
+
+
+def _edit_lock(root: Path, edit) -> None:
+    data = json.loads((root / "llmspec.lock").read_text())
+    edit(data)
+    (root / "llmspec.lock").write_text(json.dumps(data, indent=2))
+
+
+def test_lock_verify_passes_an_untouched_lock(tmp_path: Path) -> None:
+    root = _applied(tmp_path)
+    r = CliRunner().invoke(main, ["lock", "verify", str(root)])
+    assert r.exit_code == 0 and "consistent" in r.stdout, r.output
+    assert CliRunner().invoke(main, ["plan", str(root), "--locked"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d["suites"]["s"]["gates"][0].update(passed=False), "says failed"),
+        (lambda d: d["suites"]["s"].update(passed=False), "recorded as failed"),
+        (
+            lambda d: d["suites"]["s"]["metrics"]["m"]["exact_match"].update(mean=0.1),
+            "exact_match.mean = 0.1",
+        ),
+        (
+            lambda d: (
+                d["deployments"]["prod"].update(target={"kind": "export", "path": "x"})
+                if "deployments" in d
+                else d["suites"]["s"].update(baseline={"m": {}})
+            ),
+            "does not match the digest",
+        ),
+    ],
+)
+def test_an_edited_lock_fails_plan_locked_even_without_a_store(tmp_path: Path, edit, words):
+    import shutil
+
+    root = _applied(tmp_path)
+    _edit_lock(root, edit)
+    shutil.rmtree(root / ".llmspec")  # a fresh CI checkout: only the lock
+    r = CliRunner().invoke(main, ["plan", str(root), "--locked"])
+    assert r.exit_code == 1 and "error[E086]" in r.stderr and words in r.stderr, r.stderr
+
+
+def test_with_the_store_every_output_is_checked(tmp_path: Path) -> None:
+    root = _applied(tmp_path)
+    _edit_lock(root, lambda d: d["jobs"]["generate.s.m.0"].update(output="sha256:" + "0" * 64))
+    r = CliRunner().invoke(main, ["lock", "verify", str(root)])
+    assert r.exit_code == 1 and "is not the stored result's" in r.stderr

@@ -476,3 +476,51 @@ def test_api_key_never_leaks(
     for hay in haystacks:  # ...without the key
         assert canary not in hay
         assert canary[len("sk-canary-") :] not in hay
+
+
+# -- the circuit breaker ------------------------------------------------------------------------
+
+
+def _down(server: FakeOpenAI, prompts: list[str]) -> None:
+    for x in prompts:
+        server.script[x] = [{"status": 503, "message": "upstream down"}] * 50
+
+
+def test_a_down_server_opens_the_circuit_and_the_shard_fails_fast(server: FakeOpenAI) -> None:
+    prompts = [f"q{i}" for i in range(20)]
+    _down(server, prompts)
+    p = provider(server.url, max_retries=4, concurrency=4, circuit_breaker=5)
+    res = p.generate([req(x) for x in prompts])
+    assert all(r.finish == "error" for r in res)
+    # without the breaker: 20 rows x 5 attempts; with it, the 5 failures and what was in flight
+    assert 5 <= len(server.seen) <= 5 + 4 - 1, len(server.seen)
+    opened = [r for r in res if "circuit open" in r.error]
+    assert len(opened) >= 20 - 4 and "upstream down" in opened[0].error
+
+    # the next shard: one probe, one attempt; the server is still down, so the rest fail at once
+    before = len(server.seen)
+    again = p.generate([req(x) for x in prompts[:6]])
+    assert len(server.seen) == before + 1
+    assert "a probe of a server that looked down" in again[0].error
+    assert all("circuit open" in r.error for r in again[1:])
+
+    # back up: the probe succeeds, the circuit closes, every row is answered
+    server.script.clear()
+    back = p.generate([req(x) for x in prompts[:6]])
+    assert [r.finish for r in back] == ["stop"] * 6 and not p.breaker.open
+
+
+def test_rate_limits_and_refusals_do_not_open_the_circuit(server: FakeOpenAI) -> None:
+    slow_down = {"status": 429, "headers": {"Retry-After": "0"}}
+    server.script = {"a": [slow_down] * 3, "b": [slow_down] * 3, "c": [{"status": 401}]}
+    p = provider(server.url, max_retries=4, concurrency=1, circuit_breaker=2)
+    a, b, c = p.generate([req("a"), req("b"), req("c")])
+    assert a.finish == b.finish == "stop" and c.finish == "error" and "HTTP 401" in c.error
+    assert not p.breaker.open
+
+
+def test_circuit_breaker_0_never_opens(server: FakeOpenAI) -> None:
+    prompts = ["x", "y", "z"]
+    _down(server, prompts)
+    res = provider(server.url, max_retries=2, circuit_breaker=0).generate([req(x) for x in prompts])
+    assert len(server.seen) == 3 * 3 and all("gave up after 3 attempts" in r.error for r in res)

@@ -160,3 +160,53 @@ def test_schema_file_refs_are_bundled_into_one_value(tmp_path: Path) -> None:
     s = rp.schemas["s"]
     assert s["properties"]["a"]["$ref"] == "#/$defs/file__schemas__common.json/$defs/n"
     assert s["$defs"]["file__schemas__common.json"]["$defs"]["n"] == {"type": "integer"}
+
+
+def test_a_bad_include_pattern_is_located(tmp_path: Path) -> None:
+    root = _project(tmp_path, 'knowledge:\n  k: {source: {path: kb, include: ["a**/*.md"]}}\n')
+    (root / "kb").mkdir()
+    [(code, msg)] = _codes(root)
+    assert code == "E013" and "`a**/*.md`" in msg
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'{"type": "string", "description": "\\udc00"}', "lone surrogate"),
+        (b'{"$ref": "' + b"x" * 5000 + b'.json"}', "File name too long"),
+        (b'{"$ref": "a\\u0000.json"}', "control character"),
+    ],
+)
+def test_schema_files_that_cannot_be_text_or_paths_are_located(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    root = _project(tmp_path, "schemas:\n  s: {file: s.json}\n")
+    (root / "s.json").write_bytes(content)
+    [(code, msg)] = _codes(root)
+    assert code in ("E033", "E034") and words in msg
+
+
+def test_dynamic_refs_and_embedded_ids_check_outputs(tmp_path: Path) -> None:
+    """`$dynamicRef` and a `$ref` to an embedded `$id` pass validate and check outputs."""
+    import json
+
+    from llmspec.jsonschemas import validation_errors
+
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://example.com/tree",
+        "$dynamicAnchor": "node",
+        "type": "object",
+        "properties": {
+            "data": {"type": "string"},
+            "children": {"type": "array", "items": {"$dynamicRef": "#node"}},
+            "item": {"$ref": "item.json"},
+        },
+        "$defs": {"item": {"$id": "item.json", "type": "integer"}},
+    }
+    root = _project(tmp_path, "schemas:\n  s: {file: s.json}\n")
+    (root / "s.json").write_text(json.dumps(schema))
+    bundled = load_project(root).schemas["s"]
+    assert validation_errors(bundled, {"data": "x", "children": [{"data": "y"}], "item": 3}) == []
+    assert validation_errors(bundled, {"data": "x", "children": [{"data": 5}]})
+    assert validation_errors(bundled, {"data": "x", "item": "s"})

@@ -8,10 +8,21 @@ from tests.conftest import REPO
 
 
 def test_committed_profiles_are_valid() -> None:
-    local = load_profile("local", REPO)
-    assert local.embedded and local.reserve_cpus == 1
+    laptop = load_profile("laptop", REPO)
+    assert laptop.embedded and laptop.reserve_cpus == 1 and laptop.general_workers == 2
     cluster = load_profile("cluster", REPO)
     assert cluster.address.startswith("ray://") and not cluster.allow_unauthenticated
+
+
+@pytest.mark.parametrize("name", ["local", "inline"])
+def test_a_profile_file_cannot_replace_a_builtin_runner(tmp_path, monkeypatch, name) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runners").mkdir()
+    (tmp_path / "runners" / f"{name}.yaml").write_text("address: ray://evil.example:10001\n")
+    with pytest.raises(LlmspecError) as e:
+        load_profile(name, tmp_path)
+    d = e.value.diagnostics[0]
+    assert d.code == "E074" and "would replace the built-in runner" in d.message
 
 
 def test_builtin_profiles(tmp_path, monkeypatch) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -143,11 +144,15 @@ def test_concurrent_requests_are_batched_and_bounded() -> None:
     with Uvicorn(model.asgi()) as server, ThreadPoolExecutor(6) as pool:
         url = f"{server.url}/v1/chat/completions"
         first = pool.submit(call, url, chat("first"))
+        deadline = time.monotonic() + 60
         while not provider.batches:  # the first batch holds the model
+            assert not first.done(), first.result()
+            assert time.monotonic() < deadline, "the first request never reached the model"
             threading.Event().wait(0.01)
         rest = [pool.submit(call, url, chat(f"q{i}")) for i in range(5)]
         statuses = []
         while len(statuses) < 2:  # over the limit of 4 in flight: answered at once
+            assert time.monotonic() < deadline, "no request was refused while 4 were in flight"
             statuses = [f.result()[0] for f in rest if f.done()]
             threading.Event().wait(0.01)
         gate.set()

@@ -259,3 +259,42 @@ def test_guidance_json_works_twice_in_a_row(hf):
         results.append(value)
     chained = out + "\nAgain: " + guidance.json(name="y", schema=SCHEMA, max_tokens=60)
     assert set(json.loads(chained["y"])) == {"answer", "ok"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_tiny_model_cli_builds_more_positions_and_long_outputs_fit(arch, torch_stack, tmp_path):
+    # Large schemas need long outputs: 512 positions cannot hold a 1,500-token answer.
+    from click.testing import CliRunner
+
+    from llmspec.cli import main
+    from llmspec.constraints import Constraint
+    from llmspec.providers import Request
+    from llmspec.providers.transformers import TransformersProvider
+    from llmspec.providers.transformers.decode import generate_batch
+    from llmspec.spec import TransformersModel
+
+    out = tmp_path / "long"
+    r = CliRunner().invoke(main, ["tiny-model", str(out), "--arch", arch, "--positions", "2048"])
+    assert r.exit_code == 0 and "2048 positions" in r.output, r.output
+    provider = TransformersProvider(TransformersModel(provider="transformers", path=str(out)), out)
+    assert provider.max_positions == 2048 and provider.tokenizer.model_max_length == 2048
+    long = Request(None, "Hello", Constraint.of({"choice": ["yes", "no"]}), max_tokens=1500)
+    (res,) = provider.generate([long])
+    assert res.finish == "stop" and res.text in ("yes", "no"), res.error
+    # Decoding past position 512 (the default model's end), learned or rotary positions
+    # intact: a 600-token prompt, then 40 tokens of free text and a JSON document.
+    prompt = "Welcome to Acme support. " * 120
+    assert len(provider.tokenizer(prompt).input_ids) > 560
+    gens = generate_batch(
+        provider.model, provider.tokenizer, [prompt, prompt + "Reply in JSON:"],
+        [None, {"json_schema": {"type": "object", "required": ["answer"],
+                                "properties": {"answer": {"type": "string", "maxLength": 20}}}}],
+        max_tokens=40, min_tokens=40, temperature=1.0, seeds=[1, 2],
+    )  # fmt: skip
+    assert gens[0].tokens == 40 and gens[0].finish == "length"
+    assert gens[1].finish in ("stop", "budget") and json.loads(gens[1].text)
+    small = build_tiny_model(tmp_path / "small", arch=arch)
+    (res,) = TransformersProvider(TransformersModel(provider="transformers", path=str(small)),
+                                  small).generate([long])  # fmt: skip
+    assert res.finish == "error" and "512 positions" in res.error

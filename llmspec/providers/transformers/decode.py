@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmspec.constraints import Constraint, shorten
+from llmspec.providers.transformers import budget
 from llmspec.providers.transformers.kvcache import (
     cache_layers,
     can_merge,
@@ -44,7 +45,7 @@ from llmspec.providers.transformers.masks import (
 if TYPE_CHECKING:  # pragma: no cover - types only
     import torch
 
-Finish = Literal["stop", "length", "error"]
+Finish = Literal["stop", "length", "budget", "error"]
 
 
 Guarantee = Literal["token", "none"]
@@ -56,8 +57,10 @@ class Generation:
 
     ``tokens`` counts generated tokens (EOS excluded). ``finish`` is ``"stop"`` (EOS, or the
     grammar is complete), ``"length"`` (hit ``max_tokens``; a constrained row then holds a valid
-    prefix only) or ``"error"`` (see ``error``). ``guarantee`` is ``"token"`` when token masks
-    enforced the constraint, ``"none"`` otherwise (no constraint, or its grammar did not compile).
+    prefix only), ``"budget"`` (a row with ``on_budget: close`` that was steered to end valid
+    within ``max_tokens``, or ended there complete) or ``"error"`` (see ``error``).
+    ``guarantee`` is ``"token"`` when token masks enforced the constraint, ``"none"``
+    otherwise (no constraint, or its grammar did not compile).
     """
 
     text: str
@@ -76,6 +79,9 @@ _MAX_STEP_WIDTH = {"cpu": 4}
 
 
 _MAX_STEP_WIDTH_DEFAULT = 16
+# A steered row whose sampled token would not leave room to finish tries the model's next most
+# likely tokens (this many in all) before its witness's own.
+_CANDIDATES = 4
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class _Row:
     prefilled: bool = False  # its prompt is in the KV cache
     bad: str | None = None  # set when the matcher failed while computing a mask
     first_at: float | None = None  # when its first token came (perf_counter)
+    steer: Any = None  # budget.Steer for `on_budget: close`, None otherwise
 
 
 def generate_batch(
@@ -125,6 +132,10 @@ def generate_batch(
     without sampling them, several per forward pass. ``overlap`` computes the next token masks
     on a worker thread during the forward pass.
 
+    A constraint with ``on_budget="close"`` (the default) keeps every row able to end valid
+    within ``max_tokens`` (see `llmspec.providers.transformers.budget`); with ``"truncate"`` a
+    row is cut off at ``max_tokens`` and ends ``"length"``.
+
     Raises `ValueError` for malformed arguments; a constraint llguidance cannot compile gives
     that row ``finish="error"`` and leaves the others alone.
     """
@@ -154,6 +165,7 @@ def generate_batch(
         llg_tokenizer = llg_tokenizer_for(tokenizer)
 
     rows: list[_Row] = []
+    witnesses: dict[tuple, Any] = {}
     for i, grammar in enumerate(grammars):
         matcher = None
         if grammar is not None:
@@ -175,8 +187,14 @@ def generate_batch(
             ids = [bos if bos is not None else eos_ids[0]]
         row.feed = list(ids)
         finish = _fast_forward(row, max_tokens) if fast_forward else None
+        if finish is None and matcher is not None and parsed[i].on_budget == "close":
+            # Rows of one grammar start alike: their first witness is found once.
+            first = (grammar, tuple(row.ids))
+            if first not in witnesses:
+                witnesses[first] = budget.start(matcher, llg_tokenizer, max_tokens - len(row.ids))
+            row.steer = budget.restart(witnesses[first])
         if finish is None and len(row.ids) >= max_tokens:
-            finish = "length"
+            finish = _at_budget(row)
         if finish is None:
             rows.append(row)
         else:
@@ -296,6 +314,10 @@ def _decode(
                 if young:
                     logits[torch.tensor(young, device=device).unsqueeze(-1), eos] = float("-inf")
             picked = sample(logits, active, sampling, temperature, top_p).tolist()
+            ranked = None
+            if any(r.steer is not None for r in active):
+                k = min(_CANDIDATES, logits.shape[-1])
+                ranked = logits.topk(k, dim=-1).indices.tolist()
 
             keep: list[int] = []
             for j, (row, token) in enumerate(zip(active, picked, strict=True)):
@@ -303,7 +325,12 @@ def _decode(
                 if not sampling[j]:
                     keep.append(j)
                     continue
-                finish = _advance(row, token, eos_ids, max_tokens, fast_forward)
+                if row.steer is not None:
+                    finish = _advance_steered(
+                        row, [token, *ranked[j]], eos_ids, max_tokens, fast_forward, llg_tokenizer
+                    )
+                else:
+                    finish = _advance(row, token, eos_ids, max_tokens, fast_forward)
                 if finish is None:
                     keep.append(j)
                 else:
@@ -432,6 +459,42 @@ def _advance(
         row.feed.append(token)
         row.first_at = row.first_at or time.perf_counter()
     return "length" if len(row.ids) >= max_tokens else None
+
+
+def _advance_steered(
+    row: _Row,
+    candidates: list[int],
+    eos_ids: list[int],
+    max_tokens: int,
+    fast_forward: bool,
+    llg_tokenizer: Any,
+) -> Finish | None:
+    """`_advance` for a row with `on_budget: close`: the first candidate that keeps a
+    completion within the budget is taken (see `budget.step`)."""
+    if row.bad is not None:
+        return "error"
+    taken = budget.step(
+        row.steer, row.matcher, llg_tokenizer, candidates, max_tokens - len(row.ids), eos_ids,
+        fast_forward,
+    )  # fmt: skip
+    if taken is None:
+        row.bad = row.matcher.get_error() or "no completion fits the token budget"
+        return "error"
+    if taken == budget.EOS:
+        return "budget" if row.steer.steered else "stop"
+    row.ids.extend(taken)
+    row.feed.extend(taken)
+    if row.matcher.is_stopped():
+        return "budget" if row.steer.steered else "stop"
+    return _at_budget(row) if len(row.ids) >= max_tokens else None
+
+
+def _at_budget(row: _Row) -> Finish:
+    """How a row that used all of `max_tokens` ends: ``budget`` when it is steered and its
+    document is complete, else ``length``."""
+    if row.steer is not None and row.matcher is not None and row.matcher.is_accepting():
+        return "budget"
+    return "length"
 
 
 def _fast_forward(row: _Row, max_tokens: int) -> Finish | None:
