@@ -27,29 +27,34 @@ HEAVY = ("ray", "torch", "transformers", "guidance", "llguidance", "sentence_tra
 # -- projects ---------------------------------------------------------------------------------
 
 
-_built_tiny: list[Path] = []  # a tiny model this process built, copied into later copies
+EXAMPLE_MODELS = {  # the example's tiny models, as scripts/example builds them
+    "tiny": ("--seed", "7"),
+    "tiny-llama": ("--arch", "llama", "--seed", "3"),
+    "tiny-judge": ("--seed", "11", "--positions", "2048"),
+}
+_built: dict[str, Path] = {}  # the tiny models this process built, copied into later copies
 
 
 def copy_example(dest: Path, with_lock: bool = False) -> Path:
-    """specs/ copied to `dest` with its tiny model (built into the copy if specs/ lacks it, once
-    per process), without .llmspec/ and build/; with its committed llmspec.lock only if
-    `with_lock`."""
+    """specs/ copied to `dest` with its tiny models (each built into the copy if specs/ lacks
+    it, once per process), without .llmspec/ and build/; with its committed llmspec.lock only
+    if `with_lock`."""
     if dest.exists():
         shutil.rmtree(dest)
     skip = [".llmspec", "build"] + ([] if with_lock else ["llmspec.lock"])
     shutil.copytree(REPO / "specs", dest, ignore=shutil.ignore_patterns(*skip))
-    tiny = dest / "models" / "tiny"
-    if not (tiny / "model.safetensors").exists():
-        built = [t for t in _built_tiny if (t / "model.safetensors").exists()]
-        if built:
-            shutil.copytree(built[0], tiny, dirs_exist_ok=True)
+    for name, args in EXAMPLE_MODELS.items():
+        model = dest / "models" / name
+        if (model / "model.safetensors").exists():
+            continue
+        built = _built.get(name)
+        if built is not None and (built / "model.safetensors").exists():
+            shutil.copytree(built, model, dirs_exist_ok=True)
         else:
             subprocess.run(
-                [LLMSPEC, "tiny-model", str(tiny), "--seed", "7"],
-                check=True,
-                stdout=subprocess.DEVNULL,
+                [LLMSPEC, "tiny-model", str(model), *args], check=True, stdout=subprocess.DEVNULL
             )
-            _built_tiny.append(tiny)
+            _built[name] = model
     return dest
 
 
