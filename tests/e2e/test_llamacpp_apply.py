@@ -44,7 +44,8 @@ prompts:
 datasets:
   golden: {path: data/golden.jsonl, expected: answer, shard_rows: 2}
 suites:
-  quality: {prompt: qa, models: [tiny], dataset: golden, metrics: [schema_valid, exact_match]}
+  quality: {prompt: qa, models: [tiny], dataset: golden,
+           metrics: [schema_valid, {exact_match: {field: answer}}]}
   routing: {prompt: triage, models: [tiny, sampled], dataset: golden, metrics: [schema_valid]}
   orders: {prompt: order, models: [sampled], dataset: golden, metrics: [schema_valid]}
 """
