@@ -19,6 +19,7 @@ from typing import Any
 
 from llmspec.compile import JobGraph, toolchain
 from llmspec.errors import LlmspecError, Loc
+from llmspec.hashing import digest
 from llmspec.lock import FACT_SECTIONS, Lock, LockedJob, read_lock, write_lock
 from llmspec.plan import Plan, SavedPlan, graph_digest
 from llmspec.runner import Outcome, Runner
@@ -37,11 +38,14 @@ class ApplyReport:
     lock_written: bool = False
     interrupted: bool = False
     lock: Lock | None = None  # the lock as written at the end
+    shipped: dict[str, str] = field(default_factory=dict)  # deployment -> where it runs now
+    destroyed: list[str] = field(default_factory=list)  # deployments removed (not in the spec)
+    ship_failed: dict[str, str] = field(default_factory=dict)  # deployment -> why
     log_path: Path | None = None  # this apply's run log, .llmspec/runs/<time>-<pid>.jsonl
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.skipped or self.interrupted)
+        return not (self.failed or self.skipped or self.interrupted or self.ship_failed)
 
 
 def check_saved_plan(saved: SavedPlan, graph: JobGraph, lock_digest: str, where: str) -> None:
@@ -69,11 +73,16 @@ def check_saved_plan(saved: SavedPlan, graph: JobGraph, lock_digest: str, where:
 
 
 def jobs_to_run(
-    plan: Plan, graph: JobGraph, stored: set[str], only: set[str] | None = None
+    plan: Plan,
+    graph: JobGraph,
+    stored: set[str],
+    only: set[str] | None = None,
+    probed: bool = False,
 ) -> tuple[list[Any], list[str]]:
     """The jobs an apply of `plan` runs, in dependency order, and the ids of those it takes
     from the store instead (finished by an earlier, interrupted apply); `only` (job ids)
-    restricts both."""
+    restricts both. `probed`: the live probes ran already, before compiling (or this apply
+    needs none), so no job of cache policy `always` is among them."""
     from llmspec.jobs import kind as record
 
     todo = set(plan.to_run)
@@ -82,6 +91,8 @@ def jobs_to_run(
         if only is not None and job.id not in only:
             continue
         always = record(job.kind).cache == "always"
+        if always and probed:
+            continue
         if job.id in todo or always:
             if job.key in stored and not always:
                 reused.append(job.id)
@@ -100,14 +111,20 @@ def apply_plan(
     on_event: Callable[[str, str, Outcome | None], None] | None = None,
     stored: set[str] | None = None,
     only: set[str] | None = None,
+    probed: dict[str, Outcome] | None = None,
     old_lock: Lock | None | str = "read",
 ) -> ApplyReport:
-    """Run the jobs the plan says to run; store each result; write the lock at the end.
+    """Run the jobs the plan says to run; store each result; write the lock at the end; then
+    ship the deployments of stateful targets whose running version is not the one the lock
+    records, and remove those that left the spec.
 
     `only` (job ids) restricts the run to those jobs, as Terraform's -target does: every other
-    job keeps its entry in the lock. A smoke run (`graph.limit`) stores its results but never
-    writes the lock. `stored` and `old_lock` (the store's keys, the lock the plan was made
-    against) are read here unless the caller read them already."""
+    job keeps its entry in the lock. `probed` (job id -> Outcome) are the live probes this
+    apply ran already, before compiling with what they observed (their results stored); when
+    it is given, no other probe runs (without it, every probe of the graph runs here).
+    A smoke run (`graph.limit`) stores its results but never writes the lock or ships.
+    `stored` and `old_lock` (the store's keys, the lock the plan was made against) are read
+    here unless the caller read them already."""
     root = graph.root
     report = ApplyReport()
     emit = on_event or (lambda kind, job_id, outcome: None)
@@ -115,7 +132,13 @@ def apply_plan(
         old_lock = read_lock(root)
     stored = stored_keys(graph, store) if stored is None else stored
     results: dict[str, tuple[str, Any]] = {}  # job id -> (output digest, output) of this apply
-    jobs, reused = jobs_to_run(plan, graph, stored, only)
+    for job_id, o in (probed or {}).items():
+        if o.status == "done":
+            results[job_id] = (digest(o.output), o.output)
+            report.done.append(job_id)
+        else:
+            getattr(report, o.status)[job_id] = o.error or o.status
+    jobs, reused = jobs_to_run(plan, graph, stored, only, probed is not None)
     for job_id in reused:
         report.reused.append(job_id)  # finished by an earlier, interrupted apply
         emit("reused", job_id, None)
@@ -192,6 +215,8 @@ def apply_plan(
             if graph.limit is None and report.lock != old_lock:
                 report.lock_written = write_lock(root, report.lock)
         log.close()
+    if graph.limit is None and not report.interrupted:
+        reconcile(graph, store, report, only)
     return report
 
 
@@ -250,6 +275,34 @@ def stored_keys(graph: JobGraph, store: Store) -> set[str]:
         if job.key in keys and record(job.kind).tree and store.tree(job.key) is None:
             keys.discard(job.key)
     return keys
+
+
+def reconcile(graph: JobGraph, store: Store, report: ApplyReport, only: set[str] | None) -> None:
+    """Make what runs match the lock just written: ship each deployment (of a stateful
+    target) whose running version is not its deploy job's key, with the lock's digest;
+    remove the deployments no job ships any more (not with `--only`)."""
+    from llmspec import targets
+    from llmspec.lock import lock_digest
+
+    jobs = {j: job for j, job in graph.jobs.items() if only is None or j in only}
+    todo = targets.releases(graph, store, jobs)
+    if only is None:
+        keep = {j.removeprefix("deploy.") for j, job in graph.jobs.items() if job.kind == "deploy"}
+        for name, error in targets.remove_orphans(graph.root, keep).items():
+            if error is None:
+                report.destroyed.append(name)
+            else:
+                report.ship_failed[name] = f"could not remove it: {error}"
+    if not todo:
+        return
+    digest = lock_digest(graph.root)
+    for kind, items in todo.items():
+        for name, error in targets.ship(graph.root, kind, items, digest).items():
+            if error is None:
+                live = targets.live_of(graph.root, kind, name)
+                report.shipped[name] = live.url if live is not None else ""
+            else:
+                report.ship_failed[name] = error
 
 
 def update_lock(

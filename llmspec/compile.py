@@ -189,12 +189,24 @@ class Inputs:
 class Compiler:
     """What a kind's `build` works with: the resolved project, its facts, and the jobs so far."""
 
-    def __init__(self, rp: Any, cache: HashCache, lock: Any = None, limit: int | None = None):
+    def __init__(
+        self,
+        rp: Any,
+        cache: HashCache,
+        lock: Any = None,
+        limit: int | None = None,
+        served: dict[str, Any] | None = None,
+    ):
         self.rp = rp
         self.lock = lock  # the current lock: what `baseline` gates compare with
         self.spec = rp.spec
         self.root: Path = rp.root
-        self.facts = Facts(rp, cache, limit)
+        # What the last probe of each remote model recorded in the lock, or a fresh probe's.
+        from llmspec.jobs.drift import identity
+
+        known = dict(lock.section("drift")) if lock is not None else {}
+        known |= served or {}
+        self.facts = Facts(rp, cache, limit, {m: identity(e) for m, e in known.items()})
         self.facts.produce = self.get  # a made model's fact names the job that makes it
         self.jobs: dict[str, Job] = {}
         self._built: dict[tuple[str, str], Any] = {}
@@ -273,14 +285,20 @@ class Compiler:
 
 
 def compile_project(
-    rp: Any, cache: HashCache | None = None, lock: Any = None, limit: int | None = None
+    rp: Any,
+    cache: HashCache | None = None,
+    lock: Any = None,
+    limit: int | None = None,
+    served: dict[str, Any] | None = None,
 ) -> JobGraph:
     """Compile a resolved project into a `JobGraph` in dependency order. `lock` (the project's
-    current lock) is read only by gates that compare with a baseline; `limit` keeps the first
-    rows of each dataset (a smoke run: its jobs have keys of their own)."""
+    current lock) is read by gates that compare with a baseline and for what each remote model
+    said it was when last probed; `served` (model -> a fresh probe's lock entry) replaces
+    that (`plan --refresh`, apply); `limit` keeps the first rows of each dataset (a smoke run:
+    its jobs have keys of their own)."""
     from llmspec.jobs import all_kinds
 
-    c = Compiler(rp, cache or HashCache(None), lock, limit)
+    c = Compiler(rp, cache or HashCache(None), lock, limit, served)
     p = rp.spec
     try:
         for rec in all_kinds():

@@ -38,9 +38,18 @@ def store_tree(root: Path, key: str) -> Path:
 
 
 class Facts:
-    def __init__(self, rp: Any, cache: HashCache, limit: int | None = None):
+    def __init__(
+        self,
+        rp: Any,
+        cache: HashCache,
+        limit: int | None = None,
+        served: dict[str, Any] | None = None,
+    ):
         self.rp = rp
         self.limit = limit  # `apply --limit N`: the first N rows of each dataset
+        # What each remote model said it is when last probed (`drift` jobs): part of its fact,
+        # so the jobs that read a model that changed behind its name are stale.
+        self.served = served or {}
         self.spec = rp.spec
         self.root: Path = rp.root
         self.cache = cache
@@ -80,7 +89,8 @@ class Facts:
         m = self.spec.models[name]
         rec = PROVIDERS[m.provider]
         made = getattr(m, "made_by", None)
-        fact = keyed_dump(m, drop=(*PATH_FIELDS, *MADE_BY))
+        # `drift` says how the model is probed: the probe job reads it, not the model's readers
+        fact = keyed_dump(m, drop=(*PATH_FIELDS, *MADE_BY, "drift"))
         local: dict[str, Any] = {f: getattr(m, f) for f in neutral_fields(type(m))}
         for f in PATH_FIELDS:
             if getattr(m, f, None) is not None:
@@ -103,6 +113,8 @@ class Facts:
                 fact["files"] = self._files(weights)
                 local["weights"] = str(weights)
         fact["engine"] = engine_version() if rec.engine == "llguidance" else rec.engine
+        if rec.capabilities.remote and self.served.get(name) is not None:
+            fact["served"] = self.served[name]
         return fact, local
 
     def _files(self, path: Path) -> dict[str, str]:

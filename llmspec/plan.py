@@ -3,7 +3,8 @@
     +   new: the job is not in the lock
     ~   must re-run: its key changed (each reason names the input that moved, in words)
     -   no longer in the spec: dropped from the lock on apply
-    *   the lock is current but this machine's store lacks the result: it runs again here
+    *   the lock is current but this machine lacks it: the store lacks the result (it runs
+        again here), or a deployment does not run the version the lock records (it ships)
     <=  a live probe (cache policy `always`): it runs on every apply
 
 A plan can be saved (`--out plan.json`) and applied later; `apply` refuses a saved plan when
@@ -88,10 +89,19 @@ def graph_digest(graph: JobGraph) -> str:
     )
 
 
-def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest: str) -> Plan:
-    """Diff the graph's keys against the lock and the store."""
+def make_plan(
+    graph: JobGraph,
+    lock: Lock | None,
+    stored: set[str],
+    lock_digest: str,
+    effects: tuple[dict[str, str], dict[str, str]] | None = None,
+) -> Plan:
+    """Diff the graph's keys against the lock and the store. `effects` (from
+    `llmspec.targets.effects`) are what runs outside the store: per deploy job whose deployment
+    does not run its key, why; per deployment that runs but no job ships any more, why."""
     from llmspec.jobs import kind as record
 
+    restore, orphans = effects or ({}, {})
     locked = lock.jobs if lock else {}
     changes: list[Change] = []
     unchanged = 0
@@ -114,11 +124,17 @@ def make_plan(graph: JobGraph, lock: Lock | None, stored: set[str], lock_digest:
             changed_ids.add(job.id)
         elif job.key not in stored:
             changes.append(Change("restore", job.id, job.kind, (record(job.kind).missing,)))
+        elif job.id in restore:  # the result is stored: only the deployment ships again
+            changes.append(Change("restore", job.id, job.kind, (restore[job.id],), True))
         else:
             unchanged += 1
     for job_id, old in sorted(locked.items()):
         if job_id not in graph.jobs:
-            changes.append(Change("delete", job_id, old.kind, ("no longer in the spec",)))
+            why = orphans.get(job_id, "no longer in the spec")
+            changes.append(Change("delete", job_id, old.kind, (why,)))
+    for job_id, why in sorted(orphans.items()):
+        if job_id not in graph.jobs and job_id not in locked:
+            changes.append(Change("delete", job_id, "deploy", (why,)))
     return Plan(
         graph.project,
         tuple(changes),

@@ -378,12 +378,13 @@ def _diagnostic(err: Any, data: dict, sources: Sources) -> Diagnostic:
             hint,
         )
     if etype == "string_pattern_mismatch":
-        return Diagnostic(
-            "E013",
-            f"`{value}` is not a valid name in {_where(path)}",
-            sources.loc(path),
-            "names start with a letter and use letters, digits, `_` and `-` (at most 64)",
-        )
+        what, hint = PATTERNS.get(
+            str(path[-1]) if path else "",
+            ("a valid name", "names start with a letter and use letters, digits, `_` and `-` "
+             "(at most 64)"),
+        )  # fmt: skip
+        return Diagnostic("E013", f"`{value}` is not {what} in {_where(path)}", sources.loc(path),
+                          hint)  # fmt: skip
     msg = err["msg"]
     if etype == "value_error":
         msg = msg.removeprefix("Value error, ")
@@ -403,6 +404,17 @@ def _other_kind(name: str, parent: type[BaseModel] | None) -> str | None:
                     return f"`{name}` belongs to `{tag}: {owners[0]}` suites, not `{tag}: {mine}`"
                 return f"`{name}` belongs to `{tag}: {owners[0]}` suites: add `{tag}: {owners[0]}`"
     return None
+
+
+PATTERNS = {
+    "route": (
+        "a route",
+        "a route starts with `/` and names path segments, without a `/` at "
+        "the end: `/`, `/support`, `/v1/bot`",
+    ),
+    "every": ("a duration", "a number and a unit: `90s`, `30m`, `6h`, `1d`"),
+}
+"""Fields with a pattern that are not names: what they are, and how to write one."""
 
 
 def _looks_typed(value: str) -> bool:

@@ -61,11 +61,14 @@ def instance(schema: Any, text: str, path: str = "") -> Any:
 class ScriptedOpenAI:
     """The server. `answer(body)` may return the message content (str, or a value that is sent
     as JSON) to override the schema-built answer; `fingerprint` and `model_id` are what it
-    reports (a drift test changes them)."""
+    reports (a drift test changes them). `calls` holds the requests it answered, except the
+    minimal drift probes every apply sends first (`llmspec.jobs.drift.PROBE`), kept in
+    `probes`."""
 
     def __init__(self, answer: Callable[[dict], Any] | None = None):
         self.answer = answer
         self.calls: list[dict[str, Any]] = []
+        self.probes: list[dict[str, Any]] = []
         self.fingerprint = "fp-1"
         self.model_id = "scripted-1"
         self._lock = threading.Lock()
@@ -94,8 +97,11 @@ class ScriptedOpenAI:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        from llmspec.jobs.drift import PROBE
+
+        messages = body.get("messages") or [{}]
         with self._lock:
-            self.calls.append(body)
+            (self.probes if messages[-1].get("content") == PROBE else self.calls).append(body)
         text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         content: Any = None
         if self.answer is not None:

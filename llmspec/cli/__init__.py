@@ -80,6 +80,8 @@ def main() -> None:
       llmspec lock diff --git HEAD~1   what changed in the lock, for an auditor
       llmspec redteam export safety specs/   the probes a red-team suite sends
       llmspec view specs/              the results hub: runs over time, compare two runs
+      llmspec deploy status specs/     what runs on Ray Serve, from which lock
+      llmspec drift specs/             has a remote model changed behind its name?
     """
 
 
@@ -88,6 +90,7 @@ from llmspec.cli import (  # noqa: E402,F401  (registers commands)
     lock_cmds,
     redteam_cmds,
     run_cmds,
+    serve_cmds,
     spec_cmds,
 )
 

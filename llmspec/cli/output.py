@@ -115,15 +115,33 @@ def failure_diagnostics(report: Any, graph: Any) -> list[Diagnostic]:
         out.append(
             Diagnostic("E093", f"job `{job_id}` did not run: {error}", graph.jobs[job_id].loc)
         )
+    for name, error in report.ship_failed.items():
+        job = graph.jobs.get(f"deploy.{name}")
+        out.append(
+            Diagnostic(
+                "E094",
+                f"deployment `{name}` was not shipped: {error}",
+                job.loc if job is not None else None,
+                "what ran before keeps running; `llmspec plan` shows what is not in place",
+            )
+        )
     return out
+
+
+def deploy_lines(report: Any) -> list[str]:
+    """What apply put in place or removed on stateful targets."""
+    lines = [f"Deployed `{name}`: {url}" for name, url in sorted(report.shipped.items())]
+    lines += [f"Destroyed `{name}`: no longer in the spec" for name in sorted(report.destroyed)]
+    return lines
 
 
 def apply_line(report: Any, failing: list[str]) -> str:
     parts = [f"{len(report.done)} ran", f"{len(report.reused)} reused"]
-    for name in ("failed", "skipped", "blocked"):
+    for name, word in (("failed", "failed"), ("skipped", "skipped"), ("blocked", "blocked"),
+                       ("ship_failed", "not shipped")):  # fmt: skip
         n = len(getattr(report, name))
         if n:
-            parts.append(f"{n} {name}")
+            parts.append(f"{n} {word}")
     text = "Apply: " + ", ".join(parts) + "."
     if report.exported:
         text += f" Wrote {', '.join(report.exported)}."

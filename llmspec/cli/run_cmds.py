@@ -15,33 +15,98 @@ from llmspec.errors import Diagnostic, LlmspecError, Loc, render
 def compile_path(path: str, limit: int | None = None, lock: Any = "read") -> tuple[Any, Any, Any]:
     """Load, resolve and compile (against `lock`, read unless given: baselines come from it);
     the hash cache keeps weight hashing to once per file."""
-    from llmspec.compile import compile_project
     from llmspec.hashing import HashCache
-    from llmspec.lock import read_lock
     from llmspec.project import load_project, project_root
     from llmspec.store import Store
 
     store = Store(project_root(path))
     cache = HashCache(store.cache_path("hashes.json"))
     resolved = load_project(path, cache)
+    return resolved, compile_resolved(resolved, store, limit, None, lock, cache), store
+
+
+def compile_resolved(
+    resolved: Any,
+    store: Any,
+    limit: int | None = None,
+    served: Any = None,
+    lock: Any = "read",
+    cache: Any = None,
+):
+    """Compile a resolved project (`served`: fresh probe observations, see llmspec.drift)
+    against `lock` (read unless given)."""
+    from llmspec.compile import compile_project
+    from llmspec.hashing import HashCache
+    from llmspec.lock import read_lock
+
+    if cache is None:
+        cache = HashCache(store.cache_path("hashes.json"))
     old = read_lock(resolved.root) if isinstance(lock, str) else lock
-    graph = compile_project(resolved, cache, old, limit)
+    graph = compile_project(resolved, cache, old, limit, served)
     try:
         cache.save()
     except OSError:
         pass  # a read-only checkout still plans; it only hashes again next time
-    return resolved, graph, store
+    return graph
 
 
 def plan_for(graph: Any, store: Any, stored: set[str] | None = None, lock: Any = "read") -> Any:
     from llmspec.apply import stored_keys
     from llmspec.lock import lock_digest, read_lock
     from llmspec.plan import make_plan
+    from llmspec.targets import effects
 
     root = graph.root
     keys = stored_keys(graph, store) if stored is None else stored
     old = read_lock(root) if isinstance(lock, str) else lock
-    return make_plan(graph, old, keys, lock_digest(root))
+    return make_plan(graph, old, keys, lock_digest(root), effects(graph))
+
+
+def refresh_graph(
+    resolved: Any,
+    graph: Any,
+    store: Any,
+    limit: int | None = None,
+    models: set[str] | None = None,
+    keep: bool = False,
+    lock: Any = "read",
+) -> tuple[Any, dict]:
+    """Run the live probes and compile again with what they observed: (graph, outcomes).
+    With `keep` (apply), successful probes are stored. `lock`: as for compile_resolved."""
+    from llmspec.drift import observed, probe, probe_jobs
+
+    jobs = probe_jobs(graph, models)
+    if not jobs:
+        return graph, {}
+    outcomes = probe(jobs)
+    if keep:
+        for job_id, o in outcomes.items():
+            if o.status == "done":
+                job = graph.jobs[job_id]
+                store.put(job.id, job.kind, job.key, o.output, o.meta | {"seconds": o.seconds})
+    fresh = observed(graph, outcomes)
+    if fresh:
+        graph = compile_resolved(resolved, store, limit, fresh, lock)
+    return graph, outcomes
+
+
+def read_models(graph: Any, ids: set[str] | None = None) -> set[str]:
+    """The models that the jobs (of `ids`, or all) read, besides their probes."""
+    from llmspec.jobs import kind
+
+    return {
+        origin[1]
+        for job in graph.jobs.values()
+        if (ids is None or job.id in ids) and kind(job.kind).cache != "always"
+        for origin in job.origin.values()
+        if origin[0] == "models"
+    }
+
+
+def _probe_notes(outcomes: dict) -> None:
+    for job_id, o in outcomes.items():
+        if o.status != "done":
+            click.echo(f"note: {job_id} could not measure: {o.error}", err=True)
 
 
 @main.command()
@@ -66,17 +131,26 @@ def plan_for(graph: Any, store: Any, stored: set[str] | None = None, lock: Any =
     help="Fail (exit 1) when llmspec.lock is out of date with the spec, or inconsistent "
     "(edited by hand), for CI.",
 )
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Probe remote models first (`<=` jobs) and plan with what they say now: jobs that "
+    "read a model that drifted show as `~`.",
+)
 @handle_errors
-def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool) -> None:
+def plan(
+    path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: bool, refresh: bool
+) -> None:
     """Show what apply would run, and why.
 
     Each job is marked `+` new, `~` must re-run (with the inputs that changed), `-` no longer
-    in the spec, `*` result missing from this machine's .llmspec/ store, or `<=` a live probe
-    that runs on every apply.
+    in the spec, `*` result missing from this machine's .llmspec/ store (or a deployment that
+    does not run the version the lock records), or `<=` a live probe that runs on every apply.
 
     \b
     Examples:
       llmspec plan specs/
+      llmspec plan specs/ --refresh           # with what remote models say they are now
       llmspec plan specs/ --format markdown > plan.md
       llmspec plan specs/ --out plan.json && llmspec apply specs/ --plan plan.json
       llmspec plan specs/ --locked            # in CI: is the lock current, and whole?
@@ -85,7 +159,10 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     from llmspec.lock import LOCK_NAME
     from llmspec.plan import render_markdown, render_text, to_saved
 
-    _, graph, store = compile_path(path)
+    resolved, graph, store = compile_path(path)
+    if refresh:
+        graph, outcomes = refresh_graph(resolved, graph, store)
+        _probe_notes(outcomes)
     the_plan = plan_for(graph, store)
     saved = to_saved(the_plan)
     if out:
@@ -151,6 +228,12 @@ def plan(path: str, fmt: str, out: str | None, detailed_exitcode: bool, locked: 
     metavar="N",
     help="A smoke run over the first N rows of each dataset; llmspec.lock is not written.",
 )
+@click.option(
+    "--lock",
+    "lock_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Roll back: ship the deployments OLD.lock records, from the store, running nothing.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @handle_errors
 def apply(
@@ -160,13 +243,21 @@ def apply(
     quiet: bool,
     only: tuple[str, ...],
     limit: int | None,
+    lock_file: str | None,
 ) -> None:
     """Run what the plan says, store each result as it lands, write llmspec.lock.
 
-    A second apply right after does nothing. An interrupted apply (Ctrl-C, a crash) keeps every
-    finished job; the next apply resumes. Ends with a summary per suite: rows, errors by cause,
+    Live probes (`<=`: the model id, fingerprint and canary answers of remote models) run
+    first; jobs that read a model that drifted run again. A second apply right after does
+    nothing. An interrupted apply (Ctrl-C, a crash) keeps every finished job; the next apply
+    resumes. Deployments that keep running (Ray Serve) are shipped once the lock is written,
+    and removed when they leave the spec. Ends with a summary per suite: rows, errors by cause,
     each metric, each gate. Exit 0 when everything ran and every gate passed, 1 when a job
     failed, 3 when a suite's gate failed, 130 when interrupted.
+
+    With `--lock OLD.lock`, apply rolls back: it ships the deployments OLD.lock records, each
+    from its stored result, and runs nothing; llmspec.lock is not written (it still records
+    the spec), so plan shows them as `*` until the spec and lock are rolled back too.
 
     \b
     Examples:
@@ -175,10 +266,11 @@ def apply(
       llmspec apply specs/ --runner inline     # no Ray: debugging, small projects
       llmspec apply specs/ --runner local      # Ray, even for a small plan
       llmspec apply specs/ --only quality --limit 20   # iterate on one suite, quickly
+      llmspec apply specs/ --lock old.lock     # roll deployments back to what old.lock records
       RAY_ADDRESS=127.0.0.1:6379 llmspec apply specs/
     """
     from llmspec.apply import apply_plan, check_saved_plan, jobs_to_run, stored_keys
-    from llmspec.cli.output import apply_line, failure_diagnostics
+    from llmspec.cli.output import apply_line, deploy_lines, failure_diagnostics
     from llmspec.cli.progress import Progress
     from llmspec.hub.history import recording, spec_snapshot
     from llmspec.lock import lock_digest, read_lock
@@ -188,6 +280,14 @@ def apply(
     from llmspec.results import collect_results
     from llmspec.store import RunLock
 
+    if lock_file:
+        if plan_file or only or limit:
+            raise click.UsageError(
+                "--lock rolls back deployments: not with --plan, --only, --limit"
+            )
+        from llmspec.cli.serve_cmds import rollback
+
+        sys.exit(rollback(path, lock_file, quiet))
     old_lock = read_lock(project_root(path))
     resolved, graph, store = compile_path(path, limit, old_lock)
     targets = _only(graph, only)
@@ -200,13 +300,24 @@ def apply(
                 f"{prev.since}) did not finish; resuming",
                 err=True,
             )
+        # Probes first: what they observe is part of the keys of the jobs reading their model.
+        # A smoke run and a saved plan keep what the lock recorded.
+        outcomes: dict[str, Any] = {}
+        if not plan_file and limit is None:
+            models = read_models(graph, targets)
+            graph, outcomes = refresh_graph(
+                resolved, graph, store, limit, models, keep=True, lock=old_lock
+            )
+        if targets is not None:
+            targets = _only(graph, only) | set(outcomes)
         stored = stored_keys(graph, store)
         the_plan = plan_for(graph, store, stored, old_lock)
         if targets is not None:
             the_plan = _targeted(the_plan, targets)
         if plan_file:
             check_saved_plan(_read_saved(plan_file, SavedPlan), graph, lock_digest(root), plan_file)
-        jobs, _ = jobs_to_run(the_plan, graph, stored, targets)
+        probed = outcomes if not plan_file else None
+        jobs, _ = jobs_to_run(the_plan, graph, stored, targets, probed is not None)
         runner, used, runner_line = _runner(runner_name, root, jobs)
         spec_files = spec_snapshot(resolved.sources.files, root)
         warn = functools.partial(click.echo, err=True)
@@ -222,8 +333,18 @@ def apply(
                         click.echo(runner_line, err=True)
                 with Progress(graph, the_plan, quiet) as progress:
                     on_event = run.listen(graph, progress)
+                    for job_id, o in outcomes.items():
+                        on_event(o.status, job_id, o)
                     report = apply_plan(
-                        the_plan, graph, store, runner, on_event, stored, targets, old_lock
+                        the_plan,
+                        graph,
+                        store,
+                        runner,
+                        on_event,
+                        stored,
+                        targets,
+                        probed,
+                        old_lock,
                     )
             finally:
                 runner.close()
@@ -246,6 +367,8 @@ def apply(
     problems = failure_diagnostics(report, graph)
     if problems:
         click.echo(render(problems, allowed_root=root), err=True)
+    for line in deploy_lines(report):
+        click.echo(line)
     click.echo(apply_line(report, failing))
     if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)

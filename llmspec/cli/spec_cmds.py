@@ -59,14 +59,14 @@ def validate(path: str, quiet: bool, fmt: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 @click.option(
     "--artifact",
-    type=click.Choice(["language", "plan", "lock", "results"]),
+    type=click.Choice(["language", "plan", "lock", "results", "drift"]),
     default="language",
     show_default=True,
     help="Which schema: the spec language, or one of the files llmspec writes.",
 )
 @handle_errors
 def schema(out: str | None, artifact: str) -> None:
-    """Print the JSON Schema of the spec language (or of a plan, lock or results file).
+    """Print the JSON Schema of the spec language (or of a plan, lock, results or drift file).
 
     Editors use it to complete and check spec files: start a spec with
     `# yaml-language-server: $schema=<path to llmspec.schema.json>`.
@@ -99,6 +99,10 @@ def artifact_schema(artifact: str) -> dict[str, Any]:
         from llmspec.results import results_json_schema
 
         return results_json_schema()
+    if artifact == "drift":
+        from llmspec.drift import drift_json_schema
+
+        return drift_json_schema()
     from llmspec.spec import json_schema
 
     return json_schema()

@@ -38,6 +38,7 @@ KINDS: dict[str, str] = {
     "detect": "llmspec.jobs.detect:KIND",
     "gate": "llmspec.jobs.gate:KIND",
     "deploy": "llmspec.jobs.deploy:KIND",
+    "drift": "llmspec.jobs.drift:KIND",
 }
 """Kind name -> "module:record", in compile order; imported when first used."""
 

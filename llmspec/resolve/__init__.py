@@ -2,10 +2,10 @@
 
 Resolution is a tuple of checks (`CHECKS`), each a plain function over one `Checker` in its own
 module: secret references, models, schemas, prompts, knowledge sources, datasets, models made by
-jobs (fine-tuned, quantized), suites, deployments, cycles. Each reports diagnostics at
-`file:line:col` and records what later stages need (loaded schemas, dataset columns, knowledge
-files, parsed gates) on the checker. Files are read here, never written; no provider module is
-imported.
+jobs (fine-tuned, quantized), suites, deployments, drift probes, cycles. Each reports
+diagnostics at `file:line:col` and records what later stages need (loaded schemas, dataset
+columns, knowledge files, parsed gates) on the checker. Files are read here, never written; no
+provider module is imported.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from llmspec.gates import Gate
 from llmspec.resolve.checker import Checker
 from llmspec.resolve.cycles import check_cycles
 from llmspec.resolve.datasets import check_datasets
-from llmspec.resolve.deployments import check_deployments
+from llmspec.resolve.deployments import check_deployments, check_drift
 from llmspec.resolve.env import check_env_refs
 from llmspec.resolve.knowledge import check_knowledge
 from llmspec.resolve.made import check_made_models
@@ -40,6 +40,7 @@ CHECKS = (
     check_made_models,
     check_suites,
     check_deployments,
+    check_drift,
     check_cycles,
 )
 """Run in order; later checks read what earlier ones recorded (schemas, columns)."""

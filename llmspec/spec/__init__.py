@@ -26,6 +26,7 @@ from llmspec.spec.models import (  # re-exported: the language is one namespace
     GPU_QUANTIZE_METHODS,
     MADE_BY,
     QUANTIZE_METHODS,
+    Drift,
     EchoModel,
     Finetune,
     LlamaCppModel,
@@ -338,7 +339,37 @@ class HttpTarget(Spec):
     token: Str | None = Field(None, description="only as a reference: ${env:NAME}")
 
 
-Target = Annotated[ExportTarget | HttpTarget, Field(discriminator="kind")]
+ROUTE = r"^/(?:[A-Za-z0-9_.~\-]+(?:/[A-Za-z0-9_.~\-]+)*)?$"
+
+
+class RayServeTarget(Spec):
+    """Serve the deployment on Ray Serve, OpenAI-compatible, at `http://host:port{route}/v1`."""
+
+    kind: Literal["ray_serve"]
+    route: Str = Field("/", pattern=ROUTE, description="the path prefix, e.g. /support")
+    port: Int = Field(8000, ge=1, le=65535)
+    host: Str = Field(
+        "127.0.0.1", description="the address to listen on; any other than loopback needs api_key"
+    )
+    replicas: Int = Field(1, ge=1, le=64)
+    max_tokens: Int | None = Field(
+        None, ge=1, le=131072, description="the most a request may ask for (default: the model's)"
+    )
+    max_body_bytes: Int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per replica")
+    queue: Int = Field(
+        64, ge=1, le=100_000, description="requests waiting beyond those; more get HTTP 503"
+    )
+    api_key: Str | None = Field(None, description="only as a reference: ${env:NAME}")
+    runner: Name | None = Field(
+        None,
+        description="a runner profile (runners/NAME.yaml) of a Ray cluster to deploy on; "
+        "default: a Ray head that llmspec starts on this machine and keeps running",
+    )
+    timeout_s: Float = Field(600, gt=0, description="how long to wait for the replicas to be up")
+
+
+Target = Annotated[ExportTarget | HttpTarget | RayServeTarget, Field(discriminator="kind")]
 TARGET_TYPES = _tagged(Target, "kind")
 TARGET_KINDS = tuple(TARGET_TYPES)
 DISCRIMINATORS = {"provider": PROVIDERS, "kind": TARGET_KINDS}
@@ -353,6 +384,9 @@ class Deployment(Spec):
 
     model: Name
     prompt: Name
+    retrieve: Name | None = Field(
+        None, description="a knowledge source whose top_k chunks fill the prompt's `context`"
+    )
     requires: tuple[Name, ...] = Field((), description="suites that must pass first")
     after: tuple[Name, ...] = Field((), description="deployments that must happen first")
     target: Target | None = None
@@ -418,10 +452,14 @@ OUTPUT_NEUTRAL: dict[str, str] = {
     "OpenAIModel.concurrency": "requests in flight",
     "OpenAIModel.timeout_s": "how long to wait; a timed-out row is retried, never stored",
     "OpenAIModel.max_retries": "how often to retry; a failed row is never stored",
+    "Drift.every": "how often a schedule probes the model; a probe is never reused",
     "OpenAIModel.max_tokens_param": "the name the server takes for the same output limit",
     "OpenAIModel.circuit_breaker": "when to stop calling a server that is down; a failed "
     "shard is never stored",
     "HttpTarget.token": "a secret reference; secrets never enter keys",
+    "RayServeTarget.api_key": "a secret reference; secrets never enter keys (a new key in the "
+    "environment is shipped by the next apply)",
+    "RayServeTarget.timeout_s": "how long apply waits for the replicas to come up",
 }
 
 

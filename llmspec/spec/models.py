@@ -148,6 +148,20 @@ class TransformersModel(Spec):
         return next((f for f in MADE_BY if getattr(self, f) is not None), None)
 
 
+class Drift(Spec):
+    """How a remote model is probed for drift: the model id and system fingerprint it reports,
+    and the answers to canary prompts at temperature 0, compared with the lock."""
+
+    canaries: Name | None = Field(
+        None, description="a dataset of prompts answered at temperature 0 (a `path` dataset)"
+    )
+    every: Str = Field(
+        "1d",
+        pattern=r"^[1-9][0-9]{0,5}[smhd]$",
+        description="how often a schedule probes it: `llmspec drift --due` skips younger probes",
+    )
+
+
 class OpenAIModel(Spec):
     """Any OpenAI-compatible server: vLLM, llama.cpp server, Ollama, OpenAI."""
 
@@ -160,6 +174,7 @@ class OpenAIModel(Spec):
     concurrency: Int = Field(8, ge=1, le=1024, description="requests in flight per model")
     timeout_s: Float = Field(60, gt=0)
     max_retries: Int = Field(4, ge=0, le=20)
+    drift: Drift | None = Field(None, description="canary prompts for `llmspec drift`")
     circuit_breaker: Int = Field(
         10,
         ge=0,

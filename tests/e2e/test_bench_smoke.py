@@ -129,6 +129,12 @@ BENCHES = (
         SLOW_TIMEOUT,
     ),
     Bench(
+        "serve_load.py",
+        (("clients", "way", "req/s", "p50 ms", "p95 ms", "model p50 ms", "vs in-process"),),
+        ("ray", "torch", "transformers", "uvicorn"),
+        SLOW_TIMEOUT,
+    ),
+    Bench(
         "ray_scaleout.py",
         (("case", "cpus/replica", "threads", "apply s", "min-max", "rows/s", "gen rows/s"),),
         ("ray", "torch", "transformers"),

@@ -65,12 +65,18 @@ def test_openai_model_end_to_end(server, tmp_path, monkeypatch) -> None:  # noqa
 
     second = runner.invoke(main, ["apply", str(root), "--runner", "inline", "--quiet"])
     assert second.exit_code == 0, second.output
-    # the failed shard, then its score, the summary and the gate
-    assert "Apply: 4 ran" in second.stdout
+    # the drift probe (every apply), the failed shard, then its score, the summary and the gate
+    assert "Apply: 5 ran" in second.stdout
 
+    from llmspec.jobs.drift import PROBE
+
+    generations = [s for s in server.seen if s.body["messages"][-1]["content"] != PROBE]
+    assert len(generations) < len(server.seen)  # the probes went through the same server
     for seen in server.seen:
-        assert "response_format" in seen.body and "guided_json" not in seen.body
+        assert "guided_json" not in seen.body
         assert seen.headers["Authorization"] == f"Bearer {CANARY}"
+    for seen in generations:
+        assert "response_format" in seen.body
 
     lock = json.loads((root / "llmspec.lock").read_text())
     assert lock["models"]["served"]["observed"] == {

@@ -40,7 +40,8 @@ def test_version_and_help() -> None:
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0 and "validate" in top.output and "Examples:" in top.output
     for cmd in ("validate", "schema", "tiny-model", "plan", "apply", "graph", "report",
-                "lock diff", "runs", "view"):  # fmt: skip
+                "lock diff", "runs", "view", "deploy status", "deploy export", "destroy",
+                "drift"):  # fmt: skip
         sub = runner.invoke(main, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
 

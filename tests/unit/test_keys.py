@@ -36,6 +36,7 @@ STRUCTURAL = {
     "HttpTarget.kind": "the union tag",
     "Suite.kind": "the union tag: another kind is another kind of suite",
     "RedteamSuite.kind": "the union tag",
+    "RayServeTarget.kind": "the union tag",
 }
 """Fields a single-leaf change cannot test: changing them changes which fields exist."""
 
@@ -97,6 +98,7 @@ SPEC: dict[str, Any] = {
             "circuit_breaker": 6,
             "max_tokens_param": "max_completion_tokens",
             "params": {"max_tokens": 40},
+            "drift": {"canaries": "golden", "every": "1d"},
         },
         "echo": {"provider": "echo", "params": {"seed": 1}},
         "tuned": {
@@ -308,6 +310,26 @@ SPEC: dict[str, Any] = {
         },
         "audit": {"model": "echo", "prompt": "grade"},
         "canary": {"model": "remote", "prompt": "qa2"},
+        "serve": {
+            "model": "local",
+            "prompt": "qa",
+            "retrieve": "docs",
+            "requires": ["answers"],
+            "target": {
+                "kind": "ray_serve",
+                "route": "/support",
+                "port": 8765,
+                "host": "127.0.0.1",
+                "replicas": 1,
+                "max_tokens": 40,
+                "max_body_bytes": 65536,
+                "concurrency": 4,
+                "queue": 16,
+                "api_key": "${env:SERVE_KEY}",
+                "runner": "cluster",
+                "timeout_s": 300,
+            },
+        },
     },
 }
 
@@ -435,6 +457,14 @@ ALTERNATIVES: dict[tuple, list[Any]] = {
     ("suites", "variants", "metrics"): [["json_valid"]],
     ("deployments", "tuned", "model"): ["tuned"],
     ("deployments", "tuned", "prompt"): ["qa2"],
+    ("models", "remote", "drift", "canaries"): ["dump"],
+    ("models", "remote", "drift", "every"): ["6h"],
+    ("deployments", "serve", "retrieve"): ["notes"],
+    ("deployments", "serve", "model"): ["hub"],
+    ("deployments", "serve", "prompt"): ["pick"],
+    ("deployments", "serve", "requires"): [["answers", "codes"]],
+    ("deployments", "serve", "target", "api_key"): ["${env:OTHER_SERVE_KEY}"],
+    ("deployments", "serve", "target", "host"): ["::1"],
 }
 
 
