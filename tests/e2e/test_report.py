@@ -73,7 +73,10 @@ def test_report_formats(applied, tmp_path: Path) -> None:
         folded += line.startswith("<details>") - line.startswith("</details>")
         if not folded and not line.startswith("</details>"):
             visible.append(line)
-    assert len(visible) < 60, len(visible)
+    # a heading, a description, the variants' table and the gates per suite; rows, A/B pairs
+    # and transcripts fold away
+    suites = sum(line.startswith("#### ") for line in md.splitlines())
+    assert suites == 6 and len(visible) < 14 * suites, len(visible)
     assert "Attack success rate by strategy" in md and "LLM07 System Prompt Leakage" in md
 
     out = tmp_path / "results.xml"
