@@ -468,3 +468,18 @@ def test_a_deployment_target_s_checks_point_at_the_suite(tmp_path: Path) -> None
     (root / "llmspec.yaml").write_text(text)
     unknown = [d for d in _diags(root) if d.code == "E010"]
     assert [d.message.split("`")[1] for d in unknown] == ["deployment", "probes", "canaries"]
+
+
+def test_a_deployment_that_requires_its_attack_is_blocked_by_it(tmp_path: Path) -> None:
+    text = (
+        DEPLOYED.replace("TARGET", "deployment: staging")
+        .replace("    retrieve: help\n    requires", "    requires")
+        .replace(" {{ context | join(' ') }}", "")
+        .replace("knowledge:\n  help: {source: {path: kb}, top_k: 1}\n", "")
+    )
+    root = _root(tmp_path, text)
+    r = CliRunner().invoke(main, ["apply", str(root), "--runner", "inline"])
+    assert r.exit_code == 3, r.output
+    assert "job `deploy.staging` is blocked" in r.output
+    assert "`system_prompt_extraction.asr == 0` [m] = 1" in r.output  # echo leaks it all
+    assert not (root / "build" / "staging.json").exists()
