@@ -33,6 +33,8 @@ def _count(n: int, word: str, plural: str | None = None) -> str:
 
 def project_summary(resolved: Any) -> str:
     """What a valid project declares, in a few lines."""
+    from llmspec.spec import suite_target
+
     p = resolved.spec
     lines = [f"{p.name}: valid ({_count(len(resolved.sources.files), 'file')})"]
     rows = []
@@ -66,7 +68,10 @@ def project_summary(resolved: Any) -> str:
         src = d.path or f"generated from {d.generate.from_}"
         rows.append(("dataset", name, src + (f", {_count(n, 'row')}" if n is not None else "")))
     for name, s in p.suites.items():
-        target = f"{', '.join(s.prompt_names)} x {', '.join(s.models)}"
+        t = suite_target(p, s)
+        target = f"{', '.join(t.prompt_names)} x {', '.join(t.models)}"
+        if t.deployment is not None:
+            target = f"deployment {t.deployment} ({target})"
         if s.kind == "redteam":
             pr = s.probes
             what = (

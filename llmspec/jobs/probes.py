@@ -27,6 +27,7 @@ def names(spec: Any) -> Any:
 def settings(cx: Any, suite_name: str, family: str) -> dict[str, Any]:
     """What a family's expansion reads of the suite (and nothing it does not read)."""
     from llmspec.probes import FAMILIES, PROBE_SET_VERSION, data_digest
+    from llmspec.spec import suite_target
 
     s = cx.spec.suites[suite_name]
     rec = FAMILIES[family]
@@ -40,7 +41,7 @@ def settings(cx: Any, suite_name: str, family: str) -> dict[str, Any]:
     if family == "data_leakage":
         out["canaries"] = list(s.canaries)
     if family in DOCUMENT_FAMILIES:
-        out["retrieve"] = s.retrieve is not None
+        out["retrieve"] = suite_target(cx.spec, s).retrieve is not None
     return out
 
 

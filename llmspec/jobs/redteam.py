@@ -37,11 +37,13 @@ def build(cx: Any, suite_name: str) -> dict[str, dict[str, Any]]:
     """The job of each variant and family: variant -> family -> job."""
     from llmspec.jobs.generate import prompt_inputs
     from llmspec.resolve.suites import variants
+    from llmspec.spec import suite_target
 
     s = cx.spec.suites[suite_name]
+    t = suite_target(cx.spec, s)  # a `deployment:` target is its configuration, not its deploy
     probes = cx.get("probes", suite_name)
     out: dict[str, dict[str, Any]] = {}
-    for variant, model, prompt in variants(s):
+    for variant, model, prompt in variants(t):
         out[variant] = {}
         for family, probes_job in probes.items():
             ins = prompt_inputs(cx, model, prompt)
@@ -55,17 +57,17 @@ def build(cx: Any, suite_name: str) -> dict[str, dict[str, Any]]:
             # runner's choice only, never keyed
             p = probes_job.inputs
             local["rows"] = p["per_family"] * (1 + len(p["strategies"])) * s.probes.attempts
-            if s.retrieve is not None:
-                deps["index"] = cx.get("index", s.retrieve)
-                ins.take("retrieval", "knowledge", s.retrieve, ("top_k", "embed", "chunk"))
-                local["embed"] = cx.facts.knowledge_local(s.retrieve)["embed"]
+            if t.retrieve is not None:
+                deps["index"] = cx.get("index", t.retrieve)
+                ins.take("retrieval", "knowledge", t.retrieve, ("top_k", "embed", "chunk"))
+                local["embed"] = cx.facts.knowledge_local(t.retrieve)["embed"]
             out[variant][family] = cx.job(
                 "redteam",
                 f"redteam.{suite_name}.{variant}.{family}",
                 ins,
                 deps=deps,
                 local=local,
-                loc=cx.loc("suites", suite_name, "models", s.models.index(model)),
+                loc=cx.loc("suites", suite_name, *t.model_at[t.models.index(model)]),
                 model=model,
             )
     return out

@@ -27,9 +27,11 @@ def check_prompts(c: Any) -> None:
 def _decoded_locally(p: Any) -> set[str]:
     """Prompts that some suite or deployment runs on a model decoded with token masks."""
     from llmspec.providers import PROVIDERS
+    from llmspec.spec import suite_target
 
     local = {n for n, m in p.models.items() if PROVIDERS[m.provider].engine == "llguidance"}
-    used = {n for s in p.suites.values() if local & set(s.models) for n in s.prompt_names}
+    targets = [suite_target(p, s) for s in p.suites.values()]
+    used = {n for t in targets if local & set(t.models) for n in t.prompt_names}
     return used | {d.prompt for d in p.deployments.values() if d.model in local}
 
 

@@ -15,15 +15,28 @@ SPECIAL = ("context", "canaries")  # variables llmspec fills itself: retrieved c
 def check_redteam(c: Any, name: str, s: Any) -> None:
     from llmspec.probes import metric_names
     from llmspec.resolve.suites import check_capability, check_gates
+    from llmspec.spec import suite_target
 
     base: KeyPath = ("suites", name)
-    prompt_path = ("prompt",) if s.prompt is not None else ("prompts",)
-    for i, p in enumerate(s.prompt_names):
-        c.ref("prompts", p, base + (prompt_path if s.prompt is not None else (*prompt_path, i)))
-    for i, m in enumerate(s.models):
-        c.ref("models", m, base + ("models", i))
-    if s.retrieve is not None:
-        c.ref("knowledge", s.retrieve, base + ("retrieve",))
+    t = suite_target(c.p, s)
+    if s.deployment is not None:
+        _check_deployment_target(c, name, s)
+    else:
+        if s.models is None:
+            c.error(
+                "E048",
+                f"red-team suite `{name}` has no target",
+                base,
+                "give `models:` (with `prompt:`), or `deployment: NAME` to attack what a "
+                "deployment ships",
+                key=True,
+            )
+        for p, at in zip(t.prompt_names, t.prompt_at, strict=True):
+            c.ref("prompts", p, base + at)
+        for m, at in zip(t.models, t.model_at, strict=True):
+            c.ref("models", m, base + at)
+        if t.retrieve is not None:
+            c.ref("knowledge", t.retrieve, base + t.retrieve_at)
     for field in ("families", "strategies"):
         seen: set[str] = set()
         for i, item in enumerate(getattr(s.probes, field)):
@@ -31,25 +44,43 @@ def check_redteam(c: Any, name: str, s: Any) -> None:
                 c.error("E022", f"`{item}` is listed twice", base + ("probes", field, i))
             seen.add(item)
     inputs: dict[str, str] = {}
-    for pi, pname in enumerate(s.prompt_names):
+    for pname, at in zip(t.prompt_names, t.prompt_at, strict=True):
         prompt = c.p.prompts.get(pname)
         if prompt is None:
             continue
-        where = base + (prompt_path if s.prompt is not None else (*prompt_path, pi))
         if prompt.output is not None:
-            for i, m in enumerate(s.models):
+            for m, m_at in zip(t.models, t.model_at, strict=True):
                 if m in c.p.models:
-                    check_capability(c, name, i, m, pname, prompt.output)
-        var = _input_variable(c, s, pname, prompt, where)
+                    check_capability(c, name, 0, m, pname, prompt.output, where=base + m_at)
+        var = _input_variable(c, s, t, pname, prompt, base + at)
         if var is not None:
             inputs[pname] = var
     c.redteam[name] = {"input": inputs}
-    _check_attempts(c, name, s)
+    _check_attempts(c, name, s, t)
     metrics = metric_names(tuple(dict.fromkeys(s.probes.families)), s.probes.strategies)
-    c.gates[name] = check_gates(c, name, s, list(metrics))
+    # without a target (reported above) a gate naming a variant would be reported too
+    c.gates[name] = check_gates(c, name, s, list(metrics)) if t.models else ()
 
 
-def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> str | None:
+def _check_deployment_target(c: Any, name: str, s: Any) -> None:
+    """`deployment:` names the whole target: the deployment must exist, and the suite gives
+    none of what it takes from it."""
+    base: KeyPath = ("suites", name)
+    c.ref("deployments", s.deployment, base + ("deployment",))
+    for field in ("models", "prompt", "prompts", "retrieve"):
+        if getattr(s, field) is not None:
+            c.error(
+                "E047",
+                f"suite `{name}` gives both `deployment` and `{field}`: with `deployment:`, "
+                f"its target is deployment `{s.deployment}`'s model, prompt and retrieval",
+                base + (field,),
+                f"drop `{field}:` to attack exactly what deployment `{s.deployment}` ships, or "
+                "drop `deployment:` and give the target here",
+                key=True,
+            )
+
+
+def _input_variable(c: Any, s: Any, t: Any, pname: str, prompt: Any, where: KeyPath) -> str | None:
     """The variable of `pname` that receives each probe's text."""
     from jinja2 import TemplateSyntaxError
 
@@ -64,12 +95,13 @@ def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> 
             used |= templating.variables(source)
         except TemplateSyntaxError:
             return None  # reported at the prompt
-    if "context" in used and not s.retrieve:
+    if "context" in used and not t.retrieve:
+        owner = "the suite" if t.deployment is None else f"deployment `{t.deployment}`"
         c.error(
             "E041",
             f"prompt `{pname}` uses `context`, which this suite does not retrieve",
             where,
-            "add `retrieve: <knowledge source>` to the suite to fill `context`",
+            f"add `retrieve: <knowledge source>` to {owner} to fill `context`",
         )
     free = sorted(used - set(SPECIAL) - set(s.values))
     if s.input is not None:
@@ -113,16 +145,16 @@ def _input_variable(c: Any, s: Any, pname: str, prompt: Any, where: KeyPath) -> 
     return None
 
 
-def _check_attempts(c: Any, name: str, s: Any) -> None:
+def _check_attempts(c: Any, name: str, s: Any, t: Any) -> None:
     if s.probes.attempts == 1:
         return
-    for j, m in enumerate(s.models):
+    for m, at in zip(t.models, t.model_at, strict=True):
         model = c.p.models.get(m)
         if model is not None and model.params.temperature == 0:
             c.warn(
                 "W021",
                 f"`attempts: {s.probes.attempts}` but model `{m}` decodes greedily "
                 "(temperature 0): every attempt gives the same output",
-                ("suites", name, "models", j),
+                ("suites", name, *at),
                 "set `params.temperature` above 0 for sampled attempts, or `attempts: 1`",
             )

@@ -25,8 +25,8 @@ TEXT_METRICS = (
 
 
 def variants(suite: Any) -> list[tuple[str, str, str]]:
-    """(variant name, model, prompt) for each model x prompt of a suite: `model`, or
-    `model/prompt` when the suite has several prompts."""
+    """(variant name, model, prompt) for each model x prompt of a suite (or of a
+    `spec.SuiteTarget`): `model`, or `model/prompt` when the suite has several prompts."""
     prompts = suite.prompt_names
     return [(m if len(prompts) == 1 else f"{m}/{p}", m, p) for p in prompts for m in suite.models]
 
@@ -397,8 +397,9 @@ def _check_variables(
 
 def check_gates(c: Any, name: str, s: Any, metrics: list[str]) -> tuple[Any, ...]:
     from llmspec.gates import GateError, bind, parse_gate
+    from llmspec.spec import suite_target
 
-    names = tuple(v for v, _, _ in variants(s))
+    names = tuple(v for v, _, _ in variants(suite_target(c.p, s)))
     gates = []
     for i, text in enumerate(s.gates):
         try:
@@ -417,9 +418,12 @@ def _is_openai(base_url: str) -> bool:
     return host == "api.openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
 
 
-def check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: Any) -> None:
-    """Refuse a constraint the model's provider cannot honour; warn when `max_tokens` looks
-    too small for the smallest valid output."""
+def check_capability(
+    c: Any, suite: str, i: int, model: str, prompt: str, out: Any, where: KeyPath | None = None
+) -> None:
+    """Refuse a constraint the model's provider cannot honour (at `where`, default the
+    suite's `models[i]`); warn when `max_tokens` looks too small for the smallest valid
+    output."""
     from llmspec.providers import PROVIDERS
 
     m = c.p.models[model]
@@ -431,7 +435,7 @@ def check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: A
             "E060",
             f"model `{model}` ({m.provider}) cannot enforce {what[kind]} output, which prompt "
             f"`{prompt}` asks for",
-            ("suites", suite, "models", i),
+            where or ("suites", suite, "models", i),
             "use a `transformers` model, or give the prompt a JSON schema output",
         )
         return
@@ -447,7 +451,7 @@ def check_capability(c: Any, suite: str, i: int, model: str, prompt: str, out: A
                 "W011",
                 f"OpenAI's strict structured outputs reject schema `{out.schema_}` (prompt "
                 f"`{prompt}`, model `{model}`): {problem}",
-                ("suites", suite, "models", i),
+                where or ("suites", suite, "models", i),
                 "add `additionalProperties: false` to every object and list all its properties "
                 "in `required`; vLLM, llama.cpp's server and Ollama take the schema as it is",
             )

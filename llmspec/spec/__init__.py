@@ -7,6 +7,7 @@ surprises become errors with a hint instead of silently different values.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from typing import Annotated, Any, Literal
 
@@ -294,6 +295,14 @@ class RedteamSuite(_Suite):
     gates read each family's attack success rate (`prompt_injection.asr <= 0.05`)."""
 
     kind: Literal["redteam"]
+    models: tuple[Name, ...] | None = Field(
+        None, min_length=1, description="the models to attack (or `deployment:`)"
+    )
+    deployment: Name | None = Field(
+        None,
+        description="attack what a deployment ships: its model, prompt and retrieval, instead "
+        "of `models`, `prompt` and `retrieve` (its configuration, not its running endpoint)",
+    )
     input: Str | None = Field(
         None,
         description="the prompt variable that receives each probe's text (default: the prompt's "
@@ -313,6 +322,16 @@ class RedteamSuite(_Suite):
         description='on attack success rates: e.g. "prompt_injection.asr <= 0.05", '
         '"jailbreak.base64.ucb95 <= 0.2", "overall.asr <= 0.1"',
     )
+
+    @model_validator(mode="after")
+    def _one_prompt_field(self) -> RedteamSuite:
+        # with `deployment:`, resolve reports a `prompt` given as well (E047)
+        if self.deployment is None and (self.prompt is None) == (self.prompts is None):
+            raise ValueError(
+                "give exactly one of `prompt` or `prompts` (a list of variants), or "
+                "`deployment:` to attack what a deployment ships"
+            )
+        return self
 
 
 def _suite_kind(value: Any) -> str:
@@ -416,6 +435,51 @@ class Project(Spec):
 def suites_of(project: Project, kind: str) -> list[str]:
     """The names of a project's suites of one kind (`eval` or `redteam`)."""
     return [n for n, s in project.suites.items() if s.kind == kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteTarget:
+    """What a suite runs: its models, prompt variants and retrieval, and where each was written
+    (paths relative to the suite). A red-team suite with `deployment:` takes the deployment's
+    model, prompt and retrieval, all written at its `deployment` field."""
+
+    models: tuple[str, ...]
+    prompt_names: tuple[str, ...]
+    retrieve: str | None
+    model_at: tuple[tuple[str | int, ...], ...]
+    prompt_at: tuple[tuple[str | int, ...], ...]
+    retrieve_at: tuple[str | int, ...] = ("retrieve",)
+    deployment: str | None = None
+
+
+def suite_target(project: Project, suite: Any) -> SuiteTarget:
+    """The target of a suite: its own `models`, `prompt`/`prompts` and `retrieve`, or those of
+    the deployment a red-team suite names (empty when that deployment does not exist, which
+    resolve reports).
+
+    >>> p = Project.model_validate({"version": 1, "name": "x",
+    ...     "deployments": {"staging": {"model": "m", "prompt": "bot"}},
+    ...     "suites": {"s": {"kind": "redteam", "deployment": "staging"}}})
+    >>> t = suite_target(p, p.suites["s"])
+    >>> t.models, t.prompt_names, t.retrieve, t.model_at
+    (('m',), ('bot',), None, (('deployment',),))
+    """
+    name = getattr(suite, "deployment", None)
+    if name is None:
+        prompts = suite.prompt_names
+        many = suite.prompt is None
+        return SuiteTarget(
+            models=tuple(suite.models or ()),
+            prompt_names=prompts,
+            retrieve=suite.retrieve,
+            model_at=tuple(("models", i) for i in range(len(suite.models or ()))),
+            prompt_at=tuple(("prompts", i) if many else ("prompt",) for i in range(len(prompts))),
+        )
+    d = project.deployments.get(name)
+    if d is None:
+        return SuiteTarget((), (), None, (), (), ("deployment",), name)
+    here = ("deployment",)
+    return SuiteTarget((d.model,), (d.prompt,), d.retrieve, (here,), (here,), here, name)
 
 
 SECTIONS = ("models", "schemas", "prompts", "knowledge", "datasets", "suites", "deployments")

@@ -291,6 +291,11 @@ SPEC: dict[str, Any] = {
             "values": {"product": "x"},
             "probes": {"families": ["hallucination"]},
         },
+        "staged": {
+            "kind": "redteam",
+            "deployment": "audit",
+            "probes": {"families": ["system_prompt_extraction", "pii"], "per_family": 2},
+        },
     },
     "deployments": {
         "tuned": {"model": "small", "prompt": "qa"},
@@ -436,6 +441,7 @@ ALTERNATIVES: dict[tuple, list[Any]] = {
     ("suites", "probing", "models"): [["local"]],
     ("suites", "probing", "retrieve"): ["docs"],
     ("suites", "probing", "probes", "families"): [["hallucination", "toxicity"]],
+    ("suites", "staged", "deployment"): ["serve"],
     ("models", "tuned", "finetune", "from"): ["hub"],
     ("models", "tuned", "finetune", "dataset"): ["golden"],
     ("models", "tuned", "finetune", "prompt"): ["qa2"],
