@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -293,7 +294,9 @@ def main() -> None:
             f"destroyed: {'ok' if r.returncode == 0 else r.stderr.strip()}; "
             f"port {port} {'closed' if closed else 'STILL OPEN'}"
         )
-        if not closed:
+        if closed:
+            shutil.rmtree(tmp, ignore_errors=True)  # kept when something still runs from it
+        else:
             raise SystemExit(1)
 
 
