@@ -143,7 +143,6 @@ def render_requests(
     from jinja2 import TemplateError
 
     from llmspec import templating
-    from llmspec.providers import Request
 
     prompt, params = inputs["prompt"], inputs["model"]["params"]
     constraint = constraint_of(inputs)
@@ -162,20 +161,27 @@ def render_requests(
             slots += [(i, rep, f"template: {e}") for rep in range(repeats)]
             continue
         for rep in range(repeats):
-            requests.append(
-                Request(
-                    system=system,
-                    prompt=user,
-                    constraint=constraint,
-                    max_tokens=params["max_tokens"],
-                    temperature=params["temperature"],
-                    top_p=params["top_p"],
-                    seed=row_seed(params["seed"], start + i, rep),
-                    stop=tuple(params["stop"]),
-                )
-            )
+            requests.append(request_for(params, system, user, constraint, start + i, rep))
             slots.append((i, rep, None))
     return requests, slots
+
+
+def request_for(
+    params: dict[str, Any], system: str | None, user: str, constraint: Any, row: int, rep: int
+) -> Any:
+    """The Request for one row and repeat, decoded with the model's params."""
+    from llmspec.providers import Request
+
+    return Request(
+        system=system,
+        prompt=user,
+        constraint=constraint,
+        max_tokens=params["max_tokens"],
+        temperature=params["temperature"],
+        top_p=params["top_p"],
+        seed=row_seed(params["seed"], row, rep),
+        stop=tuple(params["stop"]),
+    )
 
 
 def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:

@@ -180,8 +180,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
     from jinja2 import TemplateError
 
     from llmspec import templating
-    from llmspec.jobs.generate import constraint_of, row_seed
-    from llmspec.providers import Request
+    from llmspec.jobs.generate import constraint_of, request_for
 
     ins = job.inputs
     probes = deps["probes"]["probes"]
@@ -201,18 +200,7 @@ def run(job: Any, deps: Any, ctx: Any) -> tuple[Any, dict]:
             slots += [(i, rep, None, f"template: {e}") for rep in range(ins["attempts"])]
             continue
         for rep in range(ins["attempts"]):
-            requests.append(
-                Request(
-                    system=system,
-                    prompt=user,
-                    constraint=constraint,
-                    max_tokens=params["max_tokens"],
-                    temperature=params["temperature"],
-                    top_p=params["top_p"],
-                    seed=row_seed(params["seed"], i, rep),
-                    stop=tuple(params["stop"]),
-                )
-            )
+            requests.append(request_for(params, system, user, constraint, i, rep))
             slots.append((i, rep, system, None))
     provider = ctx.provider(ins["model"] | job.local["model"])
     generated = provider.generate(requests) if requests else []
