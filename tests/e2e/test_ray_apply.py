@@ -134,7 +134,7 @@ suites:
 
 def _worker_pids() -> list[int]:
     """Workers of this test's own Ray (descendants of this process) busy with a job; never
-    another session's."""
+    another user's."""
     import psutil
 
     out = []
