@@ -293,7 +293,11 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 0) -> Running:
             conn.close()
     sock = bind(host, port)
     config = uvicorn.Config(
-        make_app(root, accepted_hosts(host)), log_level="warning", lifespan="off", access_log=False
+        make_app(root, accepted_hosts(host)),
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=3,  # Ctrl-C ends requests still running (a page left open)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

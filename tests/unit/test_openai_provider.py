@@ -69,7 +69,7 @@ class FakeOpenAI:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
-        assert self._ready.wait(5), "test server did not start"
+        assert self._ready.wait(60), "test server did not start within 60 s"  # a busy machine
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -88,9 +88,9 @@ class FakeOpenAI:
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.thread.join(30)
         self.loop.close()
 
     def attempts(self, prompt: str) -> list[Seen]:
