@@ -159,6 +159,14 @@ def test_rag_project_end_to_end(tmp_path: Path, server) -> None:
 
     entry = lock["testsets"]["generated"]
     assert entry["digest"] == file_digest((root / "data" / "generated.jsonl").read_bytes())
+    # the lock records every knowledge file's digest, the chunking and the embedder's files
+    help_kb = lock["knowledge"]["help"]
+    kb = sorted(p for p in (root / "kb").rglob("*") if p.suffix in (".md", ".html", ".jsonl"))
+    assert help_kb["files"] == {
+        p.relative_to(root).as_posix(): file_digest(p.read_bytes()) for p in kb
+    }
+    assert help_kb["chunk"] == {"size": 200, "overlap": 20, "unit": "characters"}
+    assert "model.safetensors" in help_kb["embed"]
     assert entry["rejected"] == {"duplicate": 1, "one_word": 1, "unsupported": 1}
 
     # the report: per-kind scores, abstention, attribution, retrieved chunk ids
