@@ -143,3 +143,35 @@ def test_export_config_is_a_valid_serve_deploy_config() -> None:
     assert app.args == {"config_file": "/srv/api.json"} and app.route_prefix == "/support"
     assert app.deployments[0].num_replicas == 2 and app.deployments[0].name == "llmspec"
     assert json.dumps(doc)  # plain data, nothing YAML-specific
+
+
+def test_rolling_back_to_a_version_the_store_lacks_says_so(tmp_path: Path) -> None:
+    """`apply --lock OLD.lock` ships from the store; a deployment whose result at OLD's version
+    is not there is E095 at the deployment, and nothing is shipped."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from llmspec.cli import main
+
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "llmspec.yaml").write_text(
+        SPEC.replace(
+            'target: {kind: ray_serve, route: /support, port: 18765, api_key: "${env:SHOP_KEY}"}',
+            "target: {kind: export, path: build/api.json}",
+        )
+    )
+    cli = CliRunner()
+    first = cli.invoke(main, ["apply", str(root), "--runner", "inline", "-q"])
+    assert first.exit_code == 0, first.output
+    old = tmp_path / "old.lock"
+    shutil.copy(root / "llmspec.lock", old)
+    shutil.rmtree(root / ".llmspec" / "store")
+    (root / "build" / "api.json").unlink()
+
+    back = cli.invoke(main, ["apply", str(root), "--lock", str(old)])
+    assert back.exit_code == 1, back.output
+    assert "error[E095]" in back.output and "deployment `api`" in back.output
+    assert "llmspec.yaml:" in back.output  # at the deployment's spec line
+    assert not (root / "build" / "api.json").exists()
