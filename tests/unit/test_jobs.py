@@ -62,6 +62,9 @@ def test_failed_gate_blocks_the_deployment(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["apply", str(root)])
     assert r.exit_code == 3, r.output
     assert "deploy.prod: blocked" in r.stderr and "Gates failed: s." in r.stdout
+    # which gate blocked it, with the numbers, at the deployment's spec line
+    assert "error[E092]: job `deploy.prod` is blocked: required suite gates failed: " in r.stderr
+    assert "s: `exact_match >= 0.9` [m] = 0.5" in r.stderr
     assert not (root / "out" / "prod.json").exists()
     lock = json.loads((root / "llmspec.lock").read_text())
     assert lock["suites"]["s"]["passed"] is False
