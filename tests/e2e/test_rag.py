@@ -261,3 +261,37 @@ def _stored(root: Path, key: str) -> dict:
     from llmspec.store import Store
 
     return Store(root).get(key).output
+
+
+INERT = """\
+version: 1
+name: inert
+models:
+  echo: {provider: echo}
+prompts:
+  p: {template: "Context: {{ context | join(' ') }}\\nQ: {{ question }}"}
+knowledge:
+  kb: {source: {path: kb, include: ["*.md"]}, chunk: {size: 200, overlap: 0}, top_k: 1}
+datasets:
+  q: {path: q.jsonl, expected: marker}
+suites:
+  s: {prompt: p, models: [echo], dataset: q, retrieve: kb, metrics: [contains]}
+"""
+
+
+def test_retrieved_text_is_inserted_never_rendered(tmp_path: Path) -> None:
+    """A knowledge document holding template syntax reaches the prompt as text."""
+    root = tmp_path / "inert"
+    (root / "kb").mkdir(parents=True)
+    (root / "llmspec.yaml").write_text(INERT)
+    (root / "kb" / "refunds.md").write_text(
+        "# Refunds\n\nRefunds take {{ 7 * 7 }} days {% if true %}always{% endif %}.\n"
+    )
+    row = {"question": "How long do refunds take?", "marker": "{{ 7 * 7 }} days {% if true %}"}
+    (root / "q.jsonl").write_text(json.dumps(row) + "\n")
+    r = _invoke("apply", str(root), "--runner", "inline", "-q")
+    assert r.exit_code == 0, r.output
+    data = json.loads(_invoke("report", str(root), "--format", "json").stdout)
+    (out,) = [row["output"] for row in data["suites"][0]["rows"]]
+    assert "{{ 7 * 7 }} days {% if true %}always{% endif %}" in out and "49" not in out
+    assert data["suites"][0]["variants"][0]["metrics"]["contains"]["mean"] == 1.0
