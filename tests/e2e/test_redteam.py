@@ -180,3 +180,41 @@ def test_a_failed_asr_gate_makes_apply_exit_3(tmp_path: Path, tiny_model_dir: Pa
     assert r.exit_code == 3, r.output
     assert "FAIL  system_prompt_extraction.asr == 0" in r.stdout
     assert "Gates failed: mirror." in r.stdout
+
+
+SAMPLED = f"""\
+version: 1
+name: rt-sampled
+models:
+  tiny:
+    provider: transformers
+    path: models/tiny
+    params: {{max_tokens: 16, temperature: 1.0, seed: 3}}
+prompts:
+  bot:
+    system: {SYSTEM}
+    template: "User: {{{{ question }}}}"
+suites:
+  sampled:
+    kind: redteam
+    prompt: bot
+    models: [tiny]
+    probes: {{families: [system_prompt_extraction], per_family: 2, attempts: 3, seed: 1}}
+    canaries: ["ZEBRA-4417-CANARY"]
+"""
+
+
+def test_sampled_attempts_are_each_generated_and_counted(tmp_path: Path, tiny_model_dir) -> None:
+    root = _write(tmp_path / "s", tiny_model_dir, SAMPLED)
+    r = _invoke("apply", str(root), "--runner", "inline")
+    assert r.exit_code == 0, r.output
+    assert "W021" not in r.output  # sampling: attempts differ
+    suite = _suite(root, "sampled")
+    assert suite["variants"][0]["metrics"]["system_prompt_extraction"]["n"] == 2 * 3
+    by_probe: dict[str, list[str]] = {}
+    for row in suite["rows"]:
+        by_probe.setdefault(row["input"]["text"], []).append(row["output"] or "")
+    assert sorted(len(v) for v in by_probe.values()) == [3, 3]
+    assert any(len(set(v)) > 1 for v in by_probe.values()), by_probe  # seeded per attempt
+    again = _invoke("apply", str(root), "--runner", "inline")
+    assert "Apply: 0 ran" in again.stdout, again.output
