@@ -159,3 +159,18 @@ def test_a_project_without_remote_models_has_nothing_to_probe(tmp_path: Path) ->
 def test_committed_drift_schema_is_current() -> None:
     committed = json.loads((REPO / "schemas" / "drift.schema.json").read_text())
     assert committed == drift_json_schema()
+
+
+def test_another_model_id_alone_is_drift(tmp_path: Path, servers) -> None:
+    """Without canaries the minimal probe still sees the model id the server reports."""
+    a, b = servers
+    root = _project(tmp_path, a.url, b.url)
+    assert _run("apply", str(root)).exit_code == 0
+    b.model_id = "scripted-2"  # the same name, another model, the same fingerprint
+    moved = _run("drift", str(root), "--format", "json")
+    assert moved.exit_code == 2, moved.output
+    report = json.loads(moved.stdout)
+    other = next(m for m in report["models"] if m["model"] == "other")
+    assert other["status"] == "drift" and "scripted-2" in " ".join(other["moved"])
+    assert "generate.quality.other.0" in report["stale"]
+    assert not any(j.startswith("generate.quality.served") for j in report["stale"])
