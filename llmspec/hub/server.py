@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
@@ -317,20 +318,32 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 0) -> Running:
 def serve(
     root: Path, *, host: str, port: int, open_browser: bool, echo: Callable[..., None]
 ) -> None:
-    """`llmspec view`: serve until Ctrl-C."""
-    running = start(root, host, port)
-    if not history.history_path(root).exists():
-        echo("note: no runs recorded yet; `llmspec apply` records each run", err=True)
-    echo(f"llmspec hub: {running.url}  (Ctrl-C stops it)")
-    if open_browser:
-        _open(running.url, echo)
+    """`llmspec view`: serve until Ctrl-C (or SIGTERM)."""
+    # Handled here, before the address is printed: where SIGINT was ignored when the process
+    # started (a background job of a non-interactive shell) Python installs no
+    # KeyboardInterrupt of its own
+    stop = threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        while running.thread.is_alive():
-            running.thread.join(0.5)
-    except KeyboardInterrupt:
-        pass
+        running = start(root, host, port)
+        try:
+            if not history.history_path(root).exists():
+                echo("note: no runs recorded yet; `llmspec apply` records each run", err=True)
+            echo(f"llmspec hub: {running.url}  (Ctrl-C stops it)")
+            if open_browser:
+                _open(running.url, echo)
+            while running.thread.is_alive() and not stop.is_set():
+                stop.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            running.stop()
     finally:
-        running.stop()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _open(url: str, echo: Callable[..., None]) -> None:

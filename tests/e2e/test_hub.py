@@ -223,3 +223,29 @@ def test_fields_a_later_results_version_adds_are_shown_as_they_are(browser, tmp_
     finally:
         visit.close()
         running.stop()
+
+
+def test_ctrl_c_stops_the_hub_also_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored, so Python
+    installs no KeyboardInterrupt: `llmspec view` handles SIGINT and SIGTERM itself."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "llmspec.yaml").write_text("version: 1\nname: p\nmodels:\n  e: {provider: echo}\n")
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmspec", "view", str(root), "--port", "0", "--no-browser"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+        try:
+            assert proc.stdout.readline().startswith("llmspec hub: http://127.0.0.1:")
+            proc.send_signal(sig)
+            assert proc.wait(timeout=60) == 0, sig
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
